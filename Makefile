@@ -1,0 +1,33 @@
+# Two commands for a newcomer: `make demo` (the main job, end to end, on the embedded
+# lorbms_scenes dataset) and `make test`. Both create the virtualenv in .venv on first use.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/demo
+DATA_DIR ?= $(CURDIR)/tensorflow_datasets
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install install-test demo test bench clean
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[test,beam]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: install
+
+demo: install
+	$(PY) -m lorbms_tf.train --flagfile=configs/scenes.flags --workdir=$(WORKDIR) --data_dir=$(DATA_DIR)
+
+test: install-test
+	$(PY) -m pytest -q -n 2 --durations=15 tests
+
+bench: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/input_pipeline.py --data_dir=$(DATA_DIR)
+	$(PY) bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

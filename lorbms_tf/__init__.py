@@ -1,0 +1,1 @@
+"""LORBMS in TensorFlow 2 / Keras 3."""

@@ -1,0 +1,506 @@
+"""Image sources: one string picks the data, every source yields the same kind of example.
+
+``load_source`` returns a ``tf.data.Dataset`` of ``{"image": uint8 [H, W, 3], "id": int64}``
+(plus ``"label"`` and friends where the source has them). The ``id`` is the example's position
+in a fixed order of the source split, independent of file shuffling, sharding and filtering,
+because the offline neighbour table (similarity component) is keyed by it:
+
+* tfds: the position in the split's files (shard offset + index in shard, from ``tfds_id``);
+  ``lorbms_scenes`` uses its own ``id`` feature, the index within the split.
+* ``folder:PATH``: the index in the sorted list of image paths (``list_image_files``).
+* ``tfrecord:GLOB``: the record's ``"id"`` feature; without one, the position in the
+  deterministic read order.
+
+Every image goes through one decoding stage that never stops an epoch: the format and size are
+read from the header first (cheap), unreadable, too small, too large and filtered-out examples
+are dropped and counted in a ``SkipCounter``, JPEGs are decoded with DCT downscaling when the
+result stays big enough (about 1.7x faster), and a decoder error drops only that example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from typing import Callable, Iterable
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from lorbms_tf import conventions
+
+AUTOTUNE = tf.data.AUTOTUNE
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+DEFAULT_MAX_PIXELS = 50_000_000  # ~150 MB as RGB: bigger decodes are skipped, not attempted
+COCO_MIN_SIDE = 200  # the thesis's COCO filter: short side >= 200 px ...
+COCO_MIN_BOXES = 4  # ... and at least 4 annotated boxes
+STL10_FOLDS, STL10_FOLD_SIZE, STL10_TRAIN_SIZE = 10, 1000, 5000
+
+_VALID = ("coco", "stl10", "celeb_a", "scenes", "scenes/96", "scenes/tiny", "folder:PATH", "tfrecord:GLOB")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """A parsed ``--dataset`` value.
+
+  kind: "tfds", "folder" or "tfrecord". location: the tfds name ("coco/2017"), folder path or
+  file glob. train_split: the split used for training (STL-10 trains on "unlabelled").
+  extra_keys: per-example features passed through besides image and id.
+  """
+  kind: str
+  name: str
+  location: str
+  train_split: str = "train"
+  extra_keys: tuple[str, ...] = ()
+
+  def __str__(self) -> str:
+    return self.name if self.kind == "tfds" else f"{self.kind}:{self.location}"
+
+
+_TFDS = {
+    "coco": DatasetSpec("tfds", "coco", "coco/2017"),
+    "stl10": DatasetSpec("tfds", "stl10", "stl10", "unlabelled", ("label",)),
+    "celeb_a": DatasetSpec("tfds", "celeb_a", "celeb_a"),
+}
+_SCENE_KEYS = ("label", "shapes", "colors", "bboxes")
+
+
+def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
+  """``"coco" | "stl10" | "celeb_a" | "scenes[/CONFIG]" | "folder:PATH" | "tfrecord:GLOB"``."""
+  if isinstance(spec, DatasetSpec):
+    return spec
+  text = str(spec).strip()
+  for kind in ("folder", "tfrecord"):
+    if text.startswith(kind + ":"):
+      location = text[len(kind) + 1:]
+      if not location:
+        raise ValueError(f"--dataset={text!r}: {kind}: needs a path, e.g. {kind}:/data/x")
+      return DatasetSpec(kind, kind, location)
+  if text in ("coco/2017",):
+    text = "coco"
+  if text in _TFDS:
+    return _TFDS[text]
+  match = re.fullmatch(r"(?:scenes|lorbms_scenes)(?:/(\w+))?", text)
+  if match:
+    config = match.group(1) or "64"
+    return DatasetSpec("tfds", f"scenes/{config}", f"lorbms_scenes/{config}", "train",
+                       _SCENE_KEYS)
+  raise ValueError(f"unknown dataset {text!r}; valid values: {', '.join(_VALID)}")
+
+
+class SkipCounter:
+  """Counts examples dropped by the decoding stage, by reason, across all epochs.
+
+  The counts live in tf.Variables updated inside the input pipeline (sequential stages, so
+  no races), readable any time with ``counts()`` and logged with ``log()``. "unreadable" is
+  ``seen - passed_on - other reasons``: exact once a pass over the data has finished; while
+  an epoch is in flight it also includes the few examples inside the parallel decode stage.
+  Create it outside any tf.distribute strategy scope (it must be a plain variable).
+  """
+
+  # Index 0 counts examples passed on; the rest are the skip reasons.
+  REASONS = ("unreadable", "filtered", "too_small", "too_large")
+  _OK, _UNREADABLE, _FILTERED, _TOO_SMALL, _TOO_LARGE = range(5)
+
+  def __init__(self, name: str = "input"):
+    self.name = name
+    with tf.init_scope():
+      self._seen = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="seen")
+      self._status = tf.Variable(tf.zeros([5], tf.int64), trainable=False, name="status")
+
+  def _count_seen(self) -> tf.Operation:
+    return self._seen.assign_add(1)
+
+  def _count_status(self, status: tf.Tensor) -> tf.Operation:
+    return self._status.assign_add(tf.one_hot(status, 5, dtype=tf.int64))
+
+  def counts(self) -> dict[str, int]:
+    status = self._status.numpy()
+    unreadable = int(self._seen.numpy() - status.sum() + status[self._UNREADABLE])
+    result = {reason: int(status[i + 1]) for i, reason in enumerate(self.REASONS)}
+    result.update(unreadable=unreadable, passed=int(status[self._OK]))
+    return result
+
+  @property
+  def skipped(self) -> int:
+    """Examples dropped for being bad (filtered-out ones are not counted here)."""
+    counts = self.counts()
+    return counts["unreadable"] + counts["too_small"] + counts["too_large"]
+
+  def reset(self) -> None:
+    self._seen.assign(0)
+    self._status.assign(tf.zeros([5], tf.int64))
+
+  def log(self) -> dict[str, int]:
+    counts = self.counts()
+    logging.info("%s pipeline: %d passed, %d skipped (%s)", self.name, counts["passed"],
+                 self.skipped, ", ".join(f"{k}={counts[k]}" for k in self.REASONS))
+    return counts
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeOptions:
+  """How the decoding stage treats sizes.
+
+  min_size: skip images whose short side is smaller (no upscaling of tiny images).
+  max_pixels: skip images whose decoded size would exceed this many pixels.
+  decode_min_side: decode JPEGs with DCT downscaling (ratio 2, 4 or 8) while the short side
+    stays >= this; None decodes at full size.
+  """
+  min_size: int = conventions.IMAGE_SIZE
+  max_pixels: int = DEFAULT_MAX_PIXELS
+  decode_min_side: int | None = conventions.IMAGE_SIZE
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding stage.
+
+_PAD = b"\x00" * 32
+# Magic bytes (first 4, with a mask of which count) of JPEG, PNG, GIF, BMP -> format 1..4.
+_MAGIC = np.array([[0xFF, 0xD8, 0, 0], [0x89, 0x50, 0x4E, 0x47], [0x47, 0x49, 0x46, 0],
+                   [0x42, 0x4D, 0, 0]], np.int32)
+_MAGIC_MASK = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0]], bool)
+
+
+def _size_weights() -> np.ndarray:
+  """[32, 8] byte weights: header bytes @ W = (h, w) of (none, png, gif, bmp) as integers."""
+  w = np.zeros([32, 8], np.float64)
+  for col, start, big_endian, length in [(2, 20, True, 4), (3, 16, True, 4),  # PNG IHDR
+                                         (4, 8, False, 2), (5, 6, False, 2),  # GIF screen
+                                         (6, 22, False, 4), (7, 18, False, 4)]:  # BMP DIB
+    for k in range(length):
+      w[start + k, col] = 256.0 ** (length - 1 - k if big_endian else k)
+  return w
+
+
+_SIZE_WEIGHTS = _size_weights()
+
+
+def sniff_image(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """Encoded bytes -> (format 0..4 = unknown/jpeg/png/gif/bmp, height, width) from the header.
+
+  Reads only the header (JPEG: the SOF marker through extract_jpeg_shape), so size decisions
+  happen before a possibly huge decode. Unknown formats give height = width = 0. Written as
+  a few vector ops (one small matmul) because it runs once per image: ~15 us, not ~60.
+  """
+  head = tf.strings.substr(tf.strings.join([tf.strings.substr(data, 0, 32), _PAD]), 0, 32)
+  b = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int32)
+  matches = tf.reduce_all((b[None, :4] == _MAGIC) | ~_MAGIC_MASK, axis=1)
+  fmt = tf.cast(tf.argmax(tf.cast(tf.concat([[True], matches], 0), tf.int32)[::-1]), tf.int32)
+  fmt = tf.where(tf.reduce_any(matches), 4 - fmt + 1, 0)
+  sizes = tf.matmul(tf.cast(b[None], tf.float64), _SIZE_WEIGHTS)[0]
+  sizes = tf.cast(tf.where(sizes >= 2.0**31, 2.0**32 - sizes, sizes), tf.int64)  # BMP h < 0
+  sizes = tf.reshape(sizes, [4, 2])  # rows: none/jpeg (filled below), png, gif, bmp
+  hw = tf.cond(fmt == 1, lambda: tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64),
+               lambda: tf.gather(sizes, tf.maximum(fmt - 1, 0)))
+  return fmt, hw[0], hw[1]
+
+
+_RATIOS = (1, 2, 4, 8)
+
+
+def _jpeg_ratio_index(short_side: tf.Tensor, decode_min_side: int | None) -> tf.Tensor:
+  """Index into _RATIOS of the largest DCT ratio whose output short side >= decode_min_side."""
+  if not decode_min_side:
+    return tf.constant(0, tf.int32)
+  scaled = [(short_side + r - 1) // r >= decode_min_side for r in _RATIOS]
+  return tf.reduce_sum(tf.cast(tf.stack(scaled), tf.int32)) - 1  # >= 0 once min_size passed
+
+
+def _decode_one(data, fmt, height, width, options: DecodeOptions, accept=None):
+  """-> (uint8 [h, w, 3] image or a 1x1 placeholder, status code for SkipCounter)."""
+  short = tf.minimum(height, width)
+  ratio_index = tf.where(fmt == 1, _jpeg_ratio_index(short, options.decode_min_side), 0)
+  ratio = tf.gather(tf.constant(_RATIOS, tf.int64), ratio_index)
+  pixels = ((height + ratio - 1) // ratio) * ((width + ratio - 1) // ratio)
+  accept = tf.constant(True) if accept is None else accept
+  # The first failing check wins: unreadable, filtered, too small, too large.
+  checks = tf.stack([fmt == 0, tf.logical_not(accept), short < options.min_size,
+                     pixels > options.max_pixels, True])
+  status = tf.cast(tf.argmax(tf.cast(checks, tf.int32)), tf.int32) + 1
+  status = tf.where(status == 5, SkipCounter._OK, status)
+
+  # One switch (each nested cond costs a function call per image): 0 = skipped, 1 = other
+  # formats, 2.. = JPEG at each DCT ratio.
+  branches = [lambda: tf.zeros([1, 1, 3], tf.uint8),
+              lambda: tf.ensure_shape(
+                  tf.io.decode_image(data, channels=3, expand_animations=False),
+                  [None, None, 3])]
+  branches += [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in _RATIOS]
+  index = tf.where(status != SkipCounter._OK, 0, tf.where(fmt == 1, ratio_index + 2, 1))
+  return tf.switch_case(index, branches), status
+
+
+def decode_stage(ds: tf.data.Dataset, options: DecodeOptions,
+                 skip_counter: SkipCounter | None = None,
+                 accept_fn: Callable[[dict, tf.Tensor, tf.Tensor], tf.Tensor] | None = None
+                 ) -> tf.data.Dataset:
+  """Elements with "_bytes" (encoded) or "_path" -> with "image" uint8 [H, W, 3]; bad ones dropped.
+
+  ``accept_fn(example, height, width) -> bool`` is a source's own selection (COCO's filter),
+  applied on header sizes before decoding. Errors in reading or decoding drop the example
+  (``ignore_errors``, logged) and are counted as unreadable.
+  """
+  if skip_counter is not None:
+    def seen(ex):
+      with tf.control_dependencies([skip_counter._count_seen()]):
+        return dict(ex)
+    ds = ds.map(seen)
+
+  def read_and_decode(ex):
+    ex = dict(ex)
+    data = tf.io.read_file(ex.pop("_path")) if "_path" in ex else ex.pop("_bytes")
+    fmt, height, width = sniff_image(data)
+    accept = None if accept_fn is None else accept_fn(ex, height, width)
+    ex["image"], ex["_status"] = _decode_one(data, fmt, height, width, options, accept)
+    return {k: v for k, v in ex.items() if not k.startswith("_") or k == "_status"}
+
+  ds = ds.map(read_and_decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+  ds = ds.ignore_errors(log_warning=True)
+
+  def keep(ex):
+    ok = ex["_status"] == SkipCounter._OK
+    if skip_counter is None:
+      return ok
+    with tf.control_dependencies([skip_counter._count_status(ex["_status"])]):
+      return tf.identity(ok)
+
+  ds = ds.filter(keep)
+  return ds.map(lambda ex: {k: v for k, v in ex.items() if k != "_status"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources.
+
+def load_source(spec: str | DatasetSpec, split: str | None = None, data_dir: str | None = None,
+                input_context: tf.distribute.InputContext | None = None,
+                skip_counter: SkipCounter | None = None,
+                options: DecodeOptions = DecodeOptions(),
+                shuffle_seed: int | None = None) -> tf.data.Dataset:
+  """Decoded examples ``{"image": uint8 [H, W, 3], "id": int64, ...}`` of one split.
+
+  split: None = the source's training split (``spec.train_split``); ignored by folder and
+  tfrecord sources, which have one split. shuffle_seed: None reads in the fixed order; an int
+  shuffles the file order (tfds shards, folder paths, TFRecord files) each epoch, for training;
+  the ids stay the same either way. input_context: shard the data across input pipelines
+  (by file where possible, else by element), for ``distribute_datasets_from_function``.
+  """
+  spec = parse_dataset_spec(spec)
+  if spec.kind == "folder":
+    ds = _folder_source(spec.location, input_context, shuffle_seed)
+    accept = None
+  elif spec.kind == "tfrecord":
+    ds = _tfrecord_source(spec.location, input_context, shuffle_seed)
+    accept = None
+  else:
+    ds = _tfds_source(spec, split or spec.train_split, data_dir, input_context, shuffle_seed)
+    accept = _coco_accept if spec.name == "coco" else None
+  return decode_stage(ds, options, skip_counter, accept)
+
+
+def _shard(ds, input_context):
+  if input_context is None or input_context.num_input_pipelines <= 1:
+    return ds
+  return ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+
+def list_image_files(path: str) -> list[str]:
+  """Sorted image paths under ``path`` (recursive, case-insensitive extensions, gs:// works)."""
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"image folder {path!r} does not exist")
+  if not tf.io.gfile.isdir(path):
+    raise NotADirectoryError(f"image folder {path!r} is not a directory")
+  files = [os.path.join(root, name) for root, _, names in tf.io.gfile.walk(path)
+           for name in names if name.lower().endswith(IMAGE_EXTENSIONS)]
+  if not files:
+    raise FileNotFoundError(
+        f"image folder {path!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+  return sorted(files)
+
+
+def _folder_source(path, input_context, shuffle_seed):
+  files = list_image_files(path)
+  ds = tf.data.Dataset.from_tensor_slices(
+      {"id": np.arange(len(files), dtype=np.int64), "_path": files})
+  ds = _shard(ds, input_context)
+  if shuffle_seed is not None:
+    ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
+  return ds
+
+
+# TFRecords -------------------------------------------------------------------------------------
+
+_SHARD_RE = re.compile(r"-\d{5}-of-\d{5}\.tfrecord$")
+
+
+def _features_path(prefix: str) -> str:
+  return prefix + ".features.json"
+
+
+def write_tfrecords(dataset: tf.data.Dataset | Iterable[dict], path_prefix: str,
+                    num_shards: int = 1, image_format: str = "png") -> list[str]:
+  """Writes dicts with "image" (uint8 [H, W, 3] or encoded bytes), "id" and other numeric
+  features to ``{path_prefix}-0000k-of-0000n.tfrecord``; returns the shard paths.
+
+  Example j goes to shard j % n, so reading the shards back round-robin
+  (``tfrecord:{path_prefix}-*``) restores the written order. Extra numeric features are
+  described in ``{path_prefix}.features.json`` so that the reader can parse them back.
+  """
+  if image_format not in ("png", "jpeg"):
+    raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
+  tf.io.gfile.makedirs(os.path.dirname(path_prefix) or ".")
+  paths = [f"{path_prefix}-{k:05d}-of-{num_shards:05d}.tfrecord" for k in range(num_shards)]
+  writers = [tf.io.TFRecordWriter(p) for p in paths]
+  extras: dict[str, dict] = {}
+  count = 0
+  try:
+    for ex in dataset:
+      ex = {k: np.asarray(v) for k, v in ex.items()}
+      image = ex.pop("image")
+      if image.dtype == object:  # already encoded
+        data = image.item()
+      else:  # raw pixels
+        encode = tf.io.encode_png if image_format == "png" else tf.io.encode_jpeg
+        data = encode(tf.convert_to_tensor(image, tf.uint8)).numpy()
+      feature = {
+          "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+          "id": tf.train.Feature(int64_list=tf.train.Int64List(
+              value=[int(ex.pop("id", count))])),
+      }
+      for key, value in ex.items():
+        if np.issubdtype(value.dtype, np.integer) or value.dtype == bool:
+          dtype, feat = "int64", tf.train.Feature(
+              int64_list=tf.train.Int64List(value=value.astype(np.int64).ravel()))
+        elif np.issubdtype(value.dtype, np.floating):
+          dtype, feat = "float32", tf.train.Feature(
+              float_list=tf.train.FloatList(value=value.astype(np.float32).ravel()))
+        else:
+          continue  # strings and other extras are not carried
+        extras.setdefault(key, {"dtype": dtype, "shape": list(value.shape)})
+        feature[key] = feat
+      example = tf.train.Example(features=tf.train.Features(feature=feature))
+      writers[count % num_shards].write(example.SerializeToString())
+      count += 1
+  finally:
+    for writer in writers:
+      writer.close()
+  with tf.io.gfile.GFile(_features_path(path_prefix), "w") as f:
+    json.dump({"num_examples": count, "num_shards": num_shards, "extras": extras}, f, indent=1)
+  return paths
+
+
+def _tfrecord_source(pattern, input_context, shuffle_seed):
+  files = sorted(tf.io.gfile.glob(pattern))
+  if not files:
+    raise FileNotFoundError(f"no TFRecord files match {pattern!r}")
+  extras = {}
+  sidecar = _features_path(_SHARD_RE.sub("", files[0]))
+  if tf.io.gfile.exists(sidecar):
+    with tf.io.gfile.GFile(sidecar) as f:
+      extras = json.load(f).get("extras", {})
+  first = next(iter(tf.data.TFRecordDataset(files[0]).take(1)), None)
+  has_id = first is not None and "id" in tf.train.Example.FromString(
+      first.numpy()).features.feature
+  features = {"image": tf.io.FixedLenFeature([], tf.string)}
+  if has_id:
+    features["id"] = tf.io.FixedLenFeature([], tf.int64)
+  for key, info in extras.items():
+    features[key] = tf.io.FixedLenFeature(info["shape"], tf.as_dtype(info["dtype"]))
+
+  file_ds = tf.data.Dataset.from_tensor_slices(files)
+  if has_id:  # stored ids: shard and shuffle whole files
+    file_ds = _shard(file_ds, input_context)
+    if shuffle_seed is not None:
+      file_ds = file_ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
+  # Round-robin, one record per file in turn: the order write_tfrecords wrote.
+  ds = file_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 64),
+                          block_length=1, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+  def parse(record):
+    ex = tf.io.parse_single_example(record, features)
+    ex["_bytes"] = ex.pop("image")
+    return ex
+
+  ds = ds.map(parse, num_parallel_calls=AUTOTUNE)
+  if not has_id:  # ids = read position; only element-level sharding keeps them stable
+    ds = ds.enumerate().map(lambda i, ex: {**ex, "id": i})
+    ds = _shard(ds, input_context)
+  return ds
+
+
+# tfds ------------------------------------------------------------------------------------------
+
+def _coco_accept(ex, height, width):
+  return (tf.minimum(height, width) >= COCO_MIN_SIDE) & (ex["_num_boxes"] >= COCO_MIN_BOXES)
+
+
+def _tfds_source(spec, split, data_dir, input_context, shuffle_seed):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from lorbms_tf.data import scenes_builder  # pylint: disable=g-import-not-at-top,unused-import
+  if "+" in split:
+    raise ValueError(f"split {split!r}: ids are per split, load one split at a time")
+  builder = tfds.builder(spec.location, data_dir=data_dir)
+  base_split = split.split("[")[0]
+  try:
+    split_info = builder.info.splits[base_split]
+    shard_lengths, num_shards = list(split_info.shard_lengths), split_info.num_shards
+  except (KeyError, ValueError, TypeError):  # unknown before preparation (and when mocked)
+    shard_lengths, num_shards = [], 0
+  if spec.location.startswith("lorbms_scenes") and not builder.is_prepared():
+    builder.download_and_prepare()  # embedded: generated locally, nothing is downloaded
+  file_sharding = (input_context is not None and input_context.num_input_pipelines > 1
+                   and num_shards >= input_context.num_input_pipelines)
+  read_config = tfds.ReadConfig(
+      add_tfds_id=True, try_autocache=False, shuffle_seed=shuffle_seed,
+      input_context=input_context if file_sharding else None)
+  # Ordered datasets (lorbms_scenes) refuse file shuffling; the example buffer shuffles.
+  shuffle_files = shuffle_seed is not None and not builder.info.disable_shuffling
+  try:
+    ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()},
+                            read_config=read_config, shuffle_files=shuffle_files)
+  except AssertionError as e:  # tfds's "could not find data"
+    raise FileNotFoundError(
+        f"tfds dataset {spec.location!r} is not prepared in data_dir={data_dir!r} "
+        f"(nothing can be downloaded here): {e}") from e
+  offsets = np.concatenate([[0], np.cumsum(shard_lengths)[:-1]]).astype(np.int64)
+  has_id = "id" in builder.info.features
+
+  def convert(ex):
+    out = {"_bytes": ex["image"]}
+    if has_id:
+      out["id"] = tf.cast(ex["id"], tf.int64)
+    else:
+      tfds_id = ex["tfds_id"]
+      index = tf.strings.to_number(tf.strings.regex_replace(tfds_id, r"^.*__", ""), tf.int64)
+      shard = tf.strings.to_number(
+          tf.strings.regex_replace(tfds_id, r"^.*-(\d+)-of-\d+__\d+$", r"\1"), tf.int64)
+      out["id"] = tf.gather(offsets, tf.minimum(shard, len(offsets) - 1)) + index
+    for key in spec.extra_keys:
+      out[key] = ex[key]
+    if spec.name == "coco":
+      out["_num_boxes"] = tf.shape(ex["objects"]["bbox"])[0]
+    return out
+
+  ds = ds.map(convert, num_parallel_calls=AUTOTUNE)
+  return ds if file_sharding else _shard(ds, input_context)
+
+
+def stl10_fold_ids(fold: int, train_ids: np.ndarray | None = None) -> np.ndarray:
+  """Ids (into the tfds STL-10 "train" split) of training fold ``fold`` (0..9), 1,000 each.
+
+  **Ours**: STL-10 defines 10 folds of 1,000 of its 5,000 training images by index lists into
+  the original binary file (``fold_indices.txt``). tfds stores that split in hash-shuffled
+  order without the original index, so the official lists cannot be mapped offline. Instead:
+  two fixed permutations (seeds 0 and 1) of the 5,000 ids, each cut into five blocks of 1,000;
+  folds 0-4 come from the first, 5-9 from the second. Like the official folds, every image is
+  in exactly two folds. Sorted ids are returned.
+  """
+  if not 0 <= fold < STL10_FOLDS:
+    raise ValueError(f"STL-10 fold must be in 0..{STL10_FOLDS - 1}, got {fold}")
+  ids = np.arange(STL10_TRAIN_SIZE) if train_ids is None else np.sort(np.asarray(train_ids))
+  perm = np.random.default_rng(fold // 5).permutation(len(ids))
+  size = len(ids) // 5
+  block = fold % 5
+  return np.sort(ids[perm[block * size:(block + 1) * size]]).astype(np.int64)

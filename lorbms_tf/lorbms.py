@@ -1,0 +1,223 @@
+"""LorbmsModel: the four networks and one training iteration that reads like the method.
+
+    Z_ref = Enc(I_ref)                      Z_qi = chunk i of Enc(I_qi)
+    mask  = constraints(distances)          Z_mix = where(mask, Z_qi, Z_ref)
+    I_mix = Dec(Z_mix)    I_hat = Dec(Z_ref)
+    I'_ref = Dec(where(mask, Z_ref, Enc(I_mix)))                         (cycle)
+    L_G = w_rec (|I_ref - I_hat| + |I_ref - I'_ref|) + w_adv L_adv + w_cls L_cls
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from lorbms_tf import conventions, losses, mixing
+from lorbms_tf.models import (ModelConfig, build_classifier, build_decoder, build_discriminator,
+                              build_encoder)
+
+
+@dataclasses.dataclass(frozen=True)
+class LorbmsConfig:
+  """Training-objective settings (sizes live in ModelConfig)."""
+  rec_weight: float = 0.904
+  adv_weight: float = 0.052
+  cls_weight: float = 0.044
+  generator_steps: int = 1  # G updates per iteration; the thesis used 2
+  partner_k: int = 1  # neighbour rank r is drawn from 0..k-1 per sample
+  # Constraint 3: replace other quadrants only below this quantile of the candidate distances
+  # (per batch), or below a fixed `threshold` when one is given (e.g. from the neighbour table).
+  threshold_quantile: float = 0.5
+  threshold: float | None = None
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.generator_steps < 1:
+      raise ValueError(f"generator_steps must be >= 1, got {self.generator_steps}")
+    if self.partner_k < 1:
+      raise ValueError(f"partner_k must be >= 1, got {self.partner_k}")
+    if not 0.0 <= self.threshold_quantile <= 1.0:
+      raise ValueError(f"threshold_quantile must be in [0, 1], got {self.threshold_quantile}")
+    if min(self.rec_weight, self.adv_weight, self.cls_weight) < 0:
+      raise ValueError("loss weights must be >= 0 (0 is the ablation)")
+
+
+_TRACKED = ("g_loss", "rec_loss", "rec_direct", "rec_cycle", "adv_loss", "cls_loss", "cls_accuracy",
+            "d_loss", "d_real", "d_fake", "replaced_quadrants", "threshold")
+
+
+class LorbmsModel(keras.Model):
+  """Encoder, decoder, PatchGAN discriminator and quadrant classifier, trained together.
+
+  A batch is a dict with "image" [B, 64, 64, 3] in [-1, 1] and, for index partners,
+  "candidates" [B, 4, 64, 64, 3] (the replacement image for each quadrant) and
+  "candidate_distances" [B, 4]. Without candidates, partners come from the batch itself:
+  for each quadrant, the nearest same-position chunk among the other images.
+  """
+
+  def __init__(self, model_config: ModelConfig, config: LorbmsConfig = LorbmsConfig(), **kwargs):
+    super().__init__(**kwargs)
+    self.model_config, self.config = model_config, config
+    self.encoder = build_encoder(model_config)
+    self.decoder = build_decoder(model_config)
+    self.discriminator = build_discriminator(model_config)
+    self.classifier = build_classifier(model_config)
+    # Per-replica random streams inside a strategy (Keras SeedGenerator repeats across replicas).
+    self.rng = tf.random.Generator.from_seed(config.seed)
+    self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+    self.trackers = {name: keras.metrics.Mean(name=name) for name in _TRACKED}
+
+  @property
+  def generator_variables(self) -> list:
+    return self.encoder.trainable_variables + self.decoder.trainable_variables
+
+  @property
+  def metrics(self):
+    # Keras resets these each epoch and logs them itself.
+    return list(self.trackers.values())
+
+  def compile(self, g_optimizer, d_optimizer, c_optimizer, **kwargs):
+    super().compile(**kwargs)
+    self.g_optimizer, self.d_optimizer, self.c_optimizer = g_optimizer, d_optimizer, c_optimizer
+    # Built eagerly (inside the strategy scope when there is one): Keras 3 under
+    # MirroredStrategy cannot create optimizer slots inside the replicated train step.
+    g_optimizer.build(self.generator_variables)
+    d_optimizer.build(self.discriminator.trainable_variables)
+    c_optimizer.build(self.classifier.trainable_variables)
+
+  def call(self, images, training=False):
+    """Plain autoencoding, I_hat = Dec(Enc(I)): what a caller of the model gets."""
+    return self.decoder(self.encoder(images, training=training), training=training)
+
+  # --- the generator pass ------------------------------------------------------------------
+
+  def _partners(self, images, reference_list, candidates, candidate_distances, training):
+    """Donor chunks [B, 4, C], donor images [B, 4, H, W, 3] and their distances [B, 4]."""
+    if candidates is not None:
+      batch = tf.shape(images)[0]
+      flat = tf.reshape(candidates, [-1, *images.shape[1:]])
+      candidate_chunks = self.encoder(flat, training=training)
+      candidate_chunks = tf.reshape(
+          candidate_chunks, [batch, conventions.NUM_QUADRANTS, *candidate_chunks.shape[1:]])
+      return (mixing.select_donor_chunks(candidate_chunks), candidates,
+              tf.cast(candidate_distances, tf.float32))
+    batch = tf.shape(images)[0]
+    # Ranks are drawn below min(k, B - 1): an image is never its own partner.
+    max_rank = tf.minimum(self.config.partner_k, batch - 1)
+    rank = self.rng.uniform([batch], minval=0, maxval=max_rank, dtype=tf.int32)
+    donor_index, distances = mixing.batch_partners(tf.stop_gradient(reference_list), rank)
+    donor_list = mixing.gather_donor_chunks(reference_list, donor_index)
+    return donor_list, tf.gather(images, donor_index), distances, donor_index
+
+  def generator_pass(self, images, candidates=None, candidate_distances=None, training=True):
+    """Everything the losses need, as a dict; `donor_index` only for batch partners."""
+    reference_chunks = self.encoder(images, training=training)
+    reference_list = conventions.chunks_to_list(reference_chunks)
+    donor_list, donor_images, distances, *donor_index = self._partners(
+        images, reference_list, candidates, candidate_distances, training)
+    if self.config.threshold is None:
+      threshold = mixing.distance_threshold(distances, self.config.threshold_quantile)
+    else:
+      threshold = tf.constant(self.config.threshold, tf.float32)
+    mask = mixing.mix_mask(distances, threshold)
+    mixed_list = mixing.mix_chunks(reference_list, donor_list, mask)
+    # One decoder call for I_mix and I_hat (instance norm and SN are per-sample / per-weight).
+    decoded = self.decoder(tf.concat([conventions.list_to_chunks(mixed_list), reference_chunks], 0),
+                           training=training)
+    mixed, reconstructed = tf.split(decoded, 2, axis=0)
+    remixed_list = conventions.chunks_to_list(self.encoder(mixed, training=training))
+    cycle_list = mixing.cycle_chunks(reference_list, remixed_list, mask)
+    cycle = self.decoder(conventions.list_to_chunks(cycle_list), training=training)
+    out = dict(reference=images, mixed=mixed, reconstructed=reconstructed, cycle=cycle, mask=mask,
+               distances=distances, threshold=threshold, donor_images=donor_images,
+               reference_chunks=reference_chunks)
+    if donor_index:
+      out["donor_index"] = donor_index[0]
+    return out
+
+  def _classifier_logits(self, mixed, donor_images, training):
+    """C(I_mix, I_qi) for the 4 quadrants in one batched call: [B, 4, 4]."""
+    n = conventions.NUM_QUADRANTS
+    pairs = tf.concat([tf.repeat(mixed[:, None], n, axis=1), tf.cast(donor_images, mixed.dtype)], -1)
+    logits = self.classifier(tf.reshape(pairs, [-1, *pairs.shape[2:]]), training=training)
+    return tf.reshape(logits, [-1, n, n])
+
+  def compute_losses(self, data, training=True) -> tuple[dict[str, Any], dict[str, tf.Tensor]]:
+    out = self.generator_pass(data["image"], data.get("candidates"), data.get("candidate_distances"),
+                              training=training)
+    images = tf.cast(data["image"], out["mixed"].dtype)
+    # Real and fake through D in one call: one spectral-norm update per forward pass.
+    d_logits = self.discriminator(tf.concat([images, out["mixed"]], 0), training=training)
+    real_logits, fake_logits = tf.split(d_logits, 2, axis=0)
+    rec = losses.reconstruction_loss(images, out["reconstructed"], out["cycle"])
+    adv = losses.generator_adversarial_loss(fake_logits)
+    cls = losses.classifier_loss(
+        self._classifier_logits(out["mixed"], out["donor_images"], training), out["mask"])
+    dis = losses.discriminator_loss(real_logits, fake_logits)
+    c = self.config
+    g_loss = c.rec_weight * rec["total"] + c.adv_weight * adv["total"] + c.cls_weight * cls["total"]
+    values = dict(g_loss=g_loss, rec_loss=rec["total"], rec_direct=rec["direct"], rec_cycle=rec["cycle"],
+                  adv_loss=adv["total"], cls_loss=cls["total"], cls_accuracy=cls["accuracy"],
+                  d_loss=dis["total"], d_real=dis["real"], d_fake=dis["fake"],
+                  replaced_quadrants=tf.reduce_mean(tf.reduce_sum(out["mask"], -1)),
+                  threshold=tf.cast(out["threshold"], tf.float32))
+    return out, values
+
+  # --- training -----------------------------------------------------------------------------
+
+  @staticmethod
+  def _scaled(optimizer, loss):
+    """What to differentiate (computed inside the tape, or the tape never sees it)."""
+    # Raw means are per replica and gradients are summed across replicas: divide first.
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return optimizer.scale_loss(loss / replicas)  # loss scaling under mixed precision
+
+  def train_step(self, data):
+    if not isinstance(data, dict):
+      data = {"image": data}
+    g_vars = self.generator_variables
+    d_vars = self.discriminator.trainable_variables
+    c_vars = self.classifier.trainable_variables
+    for g_step in range(self.config.generator_steps):
+      last = g_step == self.config.generator_steps - 1
+      # One forward pass serves G, and on the last G step D and C too (persistent tape).
+      with tf.GradientTape(persistent=last) as tape:
+        _, values = self.compute_losses(data, training=True)
+        g_loss = self._scaled(self.g_optimizer, values["g_loss"])
+        if last:
+          d_loss = self._scaled(self.d_optimizer, values["d_loss"])
+          c_loss = self._scaled(self.c_optimizer, values["cls_loss"])
+      self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
+    self.d_optimizer.apply(tape.gradient(d_loss, d_vars), d_vars)
+    self.c_optimizer.apply(tape.gradient(c_loss, c_vars), c_vars)
+    del tape
+    self.iteration.assign_add(1)
+    return self._track(values)
+
+  def test_step(self, data):
+    if not isinstance(data, dict):
+      data = {"image": data}
+    _, values = self.compute_losses(data, training=False)
+    return self._track(values)
+
+  def _track(self, values):
+    for name, value in values.items():
+      self.trackers[name].update_state(value)
+    return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+  # --- inference helpers (evaluation, rendering, export) -----------------------------------
+
+  def mix_batch(self, images, training=False) -> dict[str, tf.Tensor]:
+    """Batch-partner mixing as in training: dict(mixed, mask, donor_index, reference, ...)."""
+    return self.generator_pass(tf.convert_to_tensor(images, tf.float32), training=training)
+
+  def render(self, reference_chunks, donor_chunks, mask) -> tf.Tensor:
+    """Object transfer: Dec(Z_mix) for reference chunks [B, 2, 2, C], the donors' chunk grids
+    [B, 4, 2, 2, C] (donor i supplies quadrant i) and a mask [B, 4] (1 = take the donor's)."""
+    reference_list = conventions.chunks_to_list(reference_chunks)
+    donor_list = mixing.select_donor_chunks(donor_chunks)
+    mixed = mixing.mix_chunks(reference_list, donor_list, tf.cast(mask, tf.float32))
+    return self.decoder(conventions.list_to_chunks(mixed), training=False)

@@ -1,0 +1,106 @@
+"""Trains LORBMS: `python -m lorbms_tf.train --flagfile=configs/scenes.flags --workdir=runs/x`.
+
+The only place (with evaluate.py and render.py) that reads absl FLAGS: they become a
+TrainConfig here and the library takes it from there. Re-running with the same --workdir
+resumes from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging
+
+from lorbms_tf import train_lib
+from lorbms_tf.lorbms import LorbmsConfig
+from lorbms_tf.models import PRESETS
+
+_D = train_lib.TrainConfig(workdir="")
+_O = LorbmsConfig()
+
+flags.DEFINE_string("workdir", None, "Run directory: checkpoints, TensorBoard logs, grids. Resumes if present.")
+flags.DEFINE_string("dataset", _D.dataset, "coco | stl10 | celeb_a | scenes | folder:PATH | tfrecord:GLOB")
+flags.DEFINE_string("data_dir", None, "tensorflow_datasets data dir (default: tfds's own)")
+flags.DEFINE_enum("preset", _D.preset, sorted(PRESETS), "Network sizes: coco = the thesis's original.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split across replicas).")
+flags.DEFINE_integer("total_steps", _D.total_steps, "Training iterations in all.")
+flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Iterations between checkpoints.")
+flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Checkpoints kept.")
+flags.DEFINE_integer("log_every", _D.log_every, "Iterations between log lines / TensorBoard scalars.")
+flags.DEFINE_integer("image_every", _D.image_every, "Iterations between image grids.")
+flags.DEFINE_integer("steps_per_execution", _D.steps_per_execution, "Iterations per tf.function call.")
+flags.DEFINE_list("profile_steps", None, "A,B: profiler trace of iterations [A, B) into WORKDIR/tb.")
+flags.DEFINE_float("max_train_seconds", None, "Stop (and checkpoint) after this wall-clock budget.")
+flags.DEFINE_float("g_learning_rate", _D.g_learning_rate, "Adam rate of encoder + decoder.")
+flags.DEFINE_float("d_learning_rate", _D.d_learning_rate, "Adam rate of the discriminator.")
+flags.DEFINE_float("c_learning_rate", _D.c_learning_rate, "Adam rate of the classifier (decayed).")
+flags.DEFINE_integer("c_decay_steps", _D.c_decay_steps, "Classifier rate x c_decay_rate every N steps.")
+flags.DEFINE_float("c_decay_rate", _D.c_decay_rate, "Classifier rate decay factor.")
+flags.DEFINE_float("beta_1", _D.beta_1, "Adam beta_1 of all three optimizers.")
+flags.DEFINE_float("rec_weight", _O.rec_weight, "Weight of L_rec in L_G (0 = ablation).")
+flags.DEFINE_float("adv_weight", _O.adv_weight, "Weight of L_adv in L_G (0 = ablation).")
+flags.DEFINE_float("cls_weight", _O.cls_weight, "Weight of L_cls in L_G (0 = ablation).")
+flags.DEFINE_integer("generator_steps", _O.generator_steps, "G updates per iteration (thesis: 2).")
+flags.DEFINE_integer("partner_k", _O.partner_k, "Neighbour rank r is drawn from 0..k-1.")
+flags.DEFINE_float("threshold_quantile", _O.threshold_quantile, "Constraint 3 threshold quantile.")
+flags.DEFINE_enum("partners", _D.partners, list(train_lib.PARTNERS),
+                  "batch: nearest chunks within the batch; index: the similarity component's table.")
+flags.DEFINE_string("neighbour_table", None, "Neighbour table dir for --partners=index.")
+flags.DEFINE_enum("strategy", _D.strategy, list(train_lib.STRATEGIES),
+                  "tf.distribute strategy (multi_worker reads TF_CONFIG).")
+flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA (auto: GPU only).")
+flags.DEFINE_enum("mixed_precision", "auto", ["auto", "true", "false"], "mixed_float16 (auto: GPU only).")
+flags.DEFINE_boolean("flip", _D.flip, "Random horizontal flips (batch partners only).")
+flags.DEFINE_integer("seed", _D.seed, "Seed of data order, crops and mixing draws.")
+flags.mark_flag_as_required("workdir")
+
+FLAGS = flags.FLAGS
+
+
+def _tristate(value: str) -> bool | None:
+  return None if value == "auto" else value == "true"
+
+
+def config_from_flags() -> train_lib.TrainConfig:
+  profile = None
+  if FLAGS.profile_steps:
+    if len(FLAGS.profile_steps) != 2:
+      raise ValueError(f"--profile_steps takes A,B, got {','.join(FLAGS.profile_steps)}")
+    profile = tuple(int(v) for v in FLAGS.profile_steps)
+  objective = LorbmsConfig(rec_weight=FLAGS.rec_weight, adv_weight=FLAGS.adv_weight,
+                           cls_weight=FLAGS.cls_weight, generator_steps=FLAGS.generator_steps,
+                           partner_k=FLAGS.partner_k, threshold_quantile=FLAGS.threshold_quantile,
+                           seed=FLAGS.seed)
+  return train_lib.TrainConfig(
+      workdir=FLAGS.workdir, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, preset=FLAGS.preset,
+      batch_size=FLAGS.batch_size, total_steps=FLAGS.total_steps,
+      checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
+      log_every=FLAGS.log_every, image_every=FLAGS.image_every,
+      steps_per_execution=FLAGS.steps_per_execution, profile_steps=profile,
+      max_train_seconds=FLAGS.max_train_seconds, g_learning_rate=FLAGS.g_learning_rate,
+      d_learning_rate=FLAGS.d_learning_rate, c_learning_rate=FLAGS.c_learning_rate,
+      c_decay_steps=FLAGS.c_decay_steps, c_decay_rate=FLAGS.c_decay_rate, beta_1=FLAGS.beta_1,
+      objective=objective, partners=FLAGS.partners, neighbour_table=FLAGS.neighbour_table,
+      strategy=FLAGS.strategy, jit_compile=_tristate(FLAGS.jit_compile),
+      mixed_precision=_tristate(FLAGS.mixed_precision), flip=FLAGS.flip, seed=FLAGS.seed)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    config = config_from_flags()
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  logging.info("training config: %s", config)
+  train_lib.train(config)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
