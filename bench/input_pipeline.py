@@ -68,13 +68,18 @@ def measure(cases: dict, batch_size: int, warmup: int, batches: int, rounds: int
     results[name] = {"warmup_seconds": time.perf_counter() - start, "rounds": []}
   for _ in range(rounds):
     for name, iterator in iterators.items():
-      start = time.perf_counter()
+      start, cpu_start = time.perf_counter(), time.process_time()
       for _ in range(batches):
         next(iterator)["image"].numpy()
-      results[name]["rounds"].append(batches * batch_size / (time.perf_counter() - start))
+      count = batches * batch_size
+      results[name]["rounds"].append(count / (time.perf_counter() - start))
+      results[name].setdefault("cpu_ms", []).append(
+          1e3 * (time.process_time() - cpu_start) / count)
   for result in results.values():
     result["examples_per_s"] = float(np.median(result["rounds"]))
     result["best_examples_per_s"] = float(np.max(result["rounds"]))
+    # CPU time of this process per example: robust to other processes' load.
+    result["cpu_ms_per_example"] = float(np.median(result.pop("cpu_ms")))
   return results
 
 
@@ -117,10 +122,11 @@ def main() -> None:
 
   full = results["bare_full"]["examples_per_s"]
   print(f"{'case':<14}{'median ex/s':>12}{'best ex/s':>11}{'vs bare_full':>14}"
-        f"{'warm-up s':>11}")
+        f"{'CPU ms/ex':>11}{'warm-up s':>11}")
   for name, result in results.items():
     print(f"{name:<14}{result['examples_per_s']:>12.0f}{result['best_examples_per_s']:>11.0f}"
-          f"{result['examples_per_s'] / full:>13.2f}x{result['warmup_seconds']:>11.1f}")
+          f"{result['examples_per_s'] / full:>13.2f}x{result['cpu_ms_per_example']:>11.2f}"
+          f"{result['warmup_seconds']:>11.1f}")
   record = {
       "results": results,
       "settings": vars(args),

@@ -24,14 +24,26 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tb"
 GRIDS_DIR = "grids"
+NETWORKS = ("encoder", "decoder", "discriminator", "classifier")
+
+
+def _variables(holder, attribute: str = "weights") -> tf.train.Checkpoint:
+  # Keras 3 layers kept in Python lists (dense blocks, conv stacks) are invisible to
+  # tf.train.Checkpoint's object graph, so each network's (or optimizer's) variables are saved
+  # as one ordered list. The order is fixed by the architecture; restore checks every shape.
+  return tf.train.Checkpoint(variables=list(getattr(holder, attribute)))
+
+
+def network_checkpoint(model) -> dict[str, tf.train.Checkpoint]:
+  return {name: _variables(getattr(model, name)) for name in NETWORKS}
 
 
 def training_checkpoint(model, optimizers: dict[str, Any] | None = None) -> tf.train.Checkpoint:
   """Networks, optimizers, iteration and RNG state. Network keys are shared with
   `restore_networks`, so tools can restore the networks without the optimizers."""
-  return tf.train.Checkpoint(
-      encoder=model.encoder, decoder=model.decoder, discriminator=model.discriminator,
-      classifier=model.classifier, iteration=model.iteration, rng=model.rng, **(optimizers or {}))
+  optimizer_state = {name: _variables(opt, "variables") for name, opt in (optimizers or {}).items()}
+  return tf.train.Checkpoint(iteration=model.iteration, rng=model.rng, **network_checkpoint(model),
+                             **optimizer_state)
 
 
 def write_config(workdir: str, config: dict[str, Any]) -> None:
@@ -98,9 +110,7 @@ def restore_networks(path: str) -> Networks:
   config = read_config(workdir)
   model = LorbmsModel(ModelConfig.from_dict(config["model"]),
                       LorbmsConfig(**config.get("objective", {})))
-  checkpoint = tf.train.Checkpoint(encoder=model.encoder, decoder=model.decoder,
-                                   discriminator=model.discriminator, classifier=model.classifier,
-                                   iteration=model.iteration)
+  checkpoint = tf.train.Checkpoint(iteration=model.iteration, **network_checkpoint(model))
   checkpoint.restore(prefix).expect_partial().assert_existing_objects_matched()
   return Networks(model.encoder, model.decoder, model.discriminator, model.classifier, model,
                   config, int(model.iteration.numpy()))

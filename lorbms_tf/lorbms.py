@@ -69,6 +69,13 @@ class LorbmsModel(keras.Model):
     self.rng = tf.random.Generator.from_seed(config.seed)
     self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
     self.trackers = {name: keras.metrics.Mean(name=name) for name in _TRACKED}
+    self.built = True  # every network was built above
+
+  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    # Keras 3.15 "symbolically builds" a model before fit under a tf.distribute strategy by
+    # strategy.reduce-ing the first batch, which fails for a dict batch. There is nothing to
+    # build: the networks are built in __init__ and the optimizers in compile().
+    return
 
   @property
   def generator_variables(self) -> list:
@@ -206,7 +213,11 @@ class LorbmsModel(keras.Model):
   def _track(self, values):
     for name, value in values.items():
       self.trackers[name].update_state(value)
-    return {name: tracker.result() for name, tracker in self.trackers.items()}
+    results = {name: tracker.result() for name, tracker in self.trackers.items()}
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+      # Keras 3.15 reduces multi-worker logs with reduce("MEAN", axis=0): give them that axis.
+      results = {name: value[None] for name, value in results.items()}
+    return results
 
   # --- inference helpers (evaluation, rendering, export) -----------------------------------
 

@@ -115,7 +115,7 @@ def _check_resume_compatible(config: TrainConfig) -> None:
   if not tf.io.gfile.exists(path):
     return
   previous = checkpoints.read_config(config.workdir)
-  if previous.get("model") != config.to_dict()["model"]:
+  if ModelConfig.from_dict(previous["model"]) != get_preset(config.preset):
     raise ValueError(f"work dir {config.workdir!r} holds a run with other network sizes "
                      f"(preset {previous.get('preset')!r}); use a new --workdir to start afresh")
 
@@ -142,20 +142,21 @@ def _datasets(config: TrainConfig, strategy, seed: int):
   if config.partners == "index":
     from lorbms_tf.similarity.table import load_neighbour_table
     table = load_neighbour_table(config.neighbour_table)
-    ids, images = pipeline.load_images_array(config.dataset, "train", data_dir=config.data_dir)
+    # split=None: the source's training split, the one the similarity component indexed.
+    ids, images = pipeline.load_images_array(config.dataset, None, data_dir=config.data_dir)
     ref_rows, cand_rows = partners.neighbour_rows(ids, table.ids, table.neighbour_ids)
     if objective.threshold is None:
       threshold = partners.table_threshold(table.distances, objective.partner_k,
                                            objective.threshold_quantile)
       objective = dataclasses.replace(objective, threshold=threshold)
 
-    def dataset_fn(context=None):
+    def dataset_fn():
       return partners.index_partner_dataset(images, ref_rows, cand_rows, np.asarray(table.distances),
-                                            config.batch_size, objective.partner_k, seed, context)
+                                            config.batch_size, objective.partner_k, seed)
   else:
-    def dataset_fn(context=None):
+    def dataset_fn():
       return pipeline.train_dataset(config.dataset, config.batch_size, data_dir=config.data_dir,
-                                    input_context=context, seed=seed, flip=config.flip)
+                                    seed=seed, flip=config.flip)
   preview = next(iter(dataset_fn()))["image"][:8]
   return dataset_fn, preview, objective
 
@@ -194,8 +195,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     logging.info("already trained to step %d of %d", start, config.total_steps)
     return {"step": start, "workdir": config.workdir}
 
-  dataset = (strategy.distribute_datasets_from_function(dataset_fn)
-             if strategy.num_replicas_in_sync > 1 else dataset_fn())
+  # A global-batch dataset: Keras distributes it over the replicas (auto-sharding by data for
+  # multiple workers). Keras 3.15's fit fails on a DistributedDataset of dicts, so
+  # distribute_datasets_from_function is not used here.
+  dataset = dataset_fn()
   writer = tf.summary.create_file_writer(os.path.join(config.workdir, checkpoints.TENSORBOARD_DIR))
   learning_rates = {"generator": model.g_optimizer, "discriminator": model.d_optimizer,
                     "classifier": model.c_optimizer}
@@ -226,6 +229,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
   if _is_chief(strategy):
     with tf.io.gfile.GFile(os.path.join(config.workdir, "train_summary.json"), "w") as f:
       json.dump(summary, f, indent=2)
+  else:  # a non-chief worker's copies of the collective saves are not needed after the run
+    tf.io.gfile.rmtree(os.path.dirname(_checkpoint_dir(config, strategy)))
   logging.info("trained steps %d -> %d in %.0f s (%.1f img/s)", start, end, seconds,
                summary["images_per_second"])
   return summary

@@ -25,3 +25,27 @@ def data_dir(tmp_path):
   path = tmp_path / "tfds"
   path.mkdir()
   return str(path)
+
+
+@pytest.fixture(scope="session")
+def scenes_data_dir(tmp_path_factory):
+  """A tfds data dir holding the 256-scene `lorbms_scenes/tiny` config, built once."""
+  import tensorflow_datasets as tfds
+  import lorbms_tf.data  # noqa: F401  (registers lorbms_scenes)
+  path = str(tmp_path_factory.mktemp("tfds_scenes"))
+  tfds.builder("lorbms_scenes/tiny", data_dir=path).download_and_prepare()
+  return path
+
+
+SMOKE_STEPS = 4
+
+
+@pytest.fixture(scope="session")
+def smoke_workdir(tmp_path_factory, scenes_data_dir):
+  """A finished seconds-long training run (tiny preset, 4 steps, checkpoints at 2 and 4)."""
+  from lorbms_tf import train_lib
+  workdir = str(tmp_path_factory.mktemp("smoke_run"))
+  train_lib.train(train_lib.TrainConfig(
+      workdir=workdir, dataset="scenes/tiny", data_dir=scenes_data_dir, preset="tiny",
+      batch_size=4, total_steps=SMOKE_STEPS, checkpoint_every=2, log_every=1, image_every=2))
+  return workdir

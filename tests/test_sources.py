@@ -280,11 +280,55 @@ def test_stl10_folds():
 
 def test_scenes_through_the_real_builder(data_dir):
   from lorbms_tf.data import scenes_builder  # pylint: disable=g-import-not-at-top
-  config = scenes_builder.ScenesConfig(name="tiny", num_train=12, num_test=3)
+  config = scenes_builder.ScenesConfig(name="sources12", num_train=12, num_test=3)
   scenes_builder.LorbmsScenes(config=config, data_dir=data_dir).download_and_prepare()
   for seed in (None, 5):  # ordered dataset: file shuffling is skipped, not an error
-    examples = _collect(sources.load_source("scenes/tiny", data_dir=data_dir,
+    examples = _collect(sources.load_source("scenes/sources12", data_dir=data_dir,
                                             shuffle_seed=seed))
     assert [ex["id"] for ex in examples] == list(range(12))
   assert examples[0]["image"].shape == (64, 64, 3)
   assert examples[0]["shapes"].shape == (4,) and examples[0]["bboxes"].shape == (4, 4)
+
+
+class _ShardedImages(tfds.core.GeneratorBasedBuilder):
+  """A real (unmocked) tfds dataset in 3 hash-shuffled shards without an id feature: the
+  case of coco/stl10, where ids come from tfds_id (shard offset + index in shard)."""
+  VERSION = tfds.core.Version("1.0.0")
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls):  # see scenes_builder.LorbmsScenes.code_path
+    from etils import epath  # pylint: disable=g-import-not-at-top
+    return epath.Path(__file__)
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(64, 64, 3)), "label": tf.int64}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    for i in range(10):
+      yield i, {"image": np.full([64, 64, 3], i * 20, np.uint8), "label": i}
+
+
+def test_tfds_ids_from_shard_offsets(data_dir, monkeypatch):
+  builder = _ShardedImages(data_dir=data_dir)
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(num_shards=3))
+  assert builder.info.splits["train"].num_shards == 3
+  spec = sources.DatasetSpec("tfds", "sharded", builder.name, extra_keys=("label",))
+  monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: builder)
+  full = _collect(sources.load_source(spec, "train"))
+  assert sorted(ex["id"] for ex in full) == list(range(10))
+  label_of = {ex["id"]: ex["label"] for ex in full}
+  # Same id -> same example under file shuffling, split slicing and input sharding.
+  shuffled = _collect(sources.load_source(spec, "train", shuffle_seed=1))
+  assert {ex["id"]: ex["label"] for ex in shuffled} == label_of
+  sliced = _collect(sources.load_source(spec, "train[3:7]"))
+  assert [ex["id"] for ex in sliced] == [3, 4, 5, 6]
+  assert all(label_of[ex["id"]] == ex["label"] for ex in sliced)
+  parts = [{ex["id"] for ex in _collect(sources.load_source(
+      spec, "train", input_context=tf.distribute.InputContext(2, i, 2)))} for i in (0, 1)]
+  assert not parts[0] & parts[1] and parts[0] | parts[1] == set(range(10))

@@ -37,7 +37,9 @@ def _uniform(shape, seed, minval=0.0, maxval=1.0):
 
 def _split(seed, n):
   seed = _seed(seed)
-  return [None] * n if seed is None else tf.unstack(tf.random.experimental.stateless_split(seed, n), num=n)
+  if seed is None:
+    return [None] * n
+  return tf.unstack(tf.random.experimental.stateless_split(seed, n), num=n)
 
 
 def _square_at(image, side, fy, fx):

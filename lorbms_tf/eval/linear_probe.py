@@ -123,11 +123,13 @@ def extract_features(extractor: FeatureExtractor | FeatureFn,
   ``batches``: dicts with "image" (and ``label_key``), or plain image arrays.
   """
   fn = extractor.fn if isinstance(extractor, FeatureExtractor) else extractor
-  call = tf.function(lambda images: _flatten(fn(images, training=False)), reduce_retracing=True)
   features, labels = [], []
   for batch in batches:
+    # Eager on purpose: one pass over the data is compute-bound (measured: no faster traced
+    # on CPU), and tracing per network (every checkpoint, every baseline) is not free.
     images = batch["image"] if isinstance(batch, Mapping) else batch
-    features.append(call(tf.convert_to_tensor(images, tf.float32)).numpy())
+    features.append(np.asarray(_flatten(fn(tf.convert_to_tensor(images, tf.float32),
+                                           training=False))))
     if isinstance(batch, Mapping) and label_key and label_key in batch:
       labels.append(np.asarray(batch[label_key]))
   feats = np.concatenate(features).astype(np.float32)
@@ -147,13 +149,6 @@ def _optimizer(config: ProbeConfig):
   return keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
 
 
-def _predict(predict: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray,
-             batch_size: int = 1024) -> np.ndarray:
-  out = [np.argmax(predict(tf.convert_to_tensor(x[b:b + batch_size])).numpy(), -1)
-         for b in range(0, len(x), batch_size)]
-  return np.concatenate(out) if out else np.zeros([0], np.int64)
-
-
 def _mean_equal(a: np.ndarray, b: np.ndarray) -> float:
   return float(np.mean(a == b)) if len(b) else float("nan")
 
@@ -165,38 +160,70 @@ def train_linear_probe(train_features: np.ndarray, train_labels: np.ndarray,
 
   Features are flattened ([N, ...] -> [N, D]) and used as they are (no normalisation: the
   protocol has none, and a per-feature scale would be a second trained layer in disguise).
+  All epochs run inside one traced graph (``fit_softmax_regression``), shared by every probe
+  with the same data shape: an evaluation trains dozens of probes (folds x feature layers x
+  checkpoints), and tracing each one would cost more than training it.
   """
   x_train = np.asarray(train_features, np.float32).reshape(len(train_features), -1)
   x_test = np.asarray(test_features, np.float32).reshape(len(test_features), -1)
   y_train = np.asarray(train_labels, np.int64)
   y_test = np.asarray(test_labels, np.int64)
   feature_dim = x_train.shape[1]
-  head = _make_head(feature_dim, num_classes, config.seed)
-  optimizer = _optimizer(config)
-  optimizer.build(head.trainable_variables)
+  kernel, bias = fit_softmax_regression(x_train, y_train, num_classes, config)
 
-  @tf.function(reduce_retracing=True)
-  def step(x, y):
-    with tf.GradientTape() as tape:
-      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, head(x)))
-    optimizer.apply(tape.gradient(loss, head.trainable_variables), head.trainable_variables)
-    return loss
-
-  rng = np.random.default_rng(config.seed)
-  for _ in range(config.epochs):
-    order = rng.permutation(len(y_train))
-    for begin in range(0, len(order), config.batch_size):
-      index = order[begin:begin + config.batch_size]
-      step(tf.constant(x_train[index]), tf.constant(y_train[index]))
-
-  predict = tf.function(lambda x: head(x), reduce_retracing=True)
-  test_predictions = _predict(predict, x_test)
+  def predict(x):
+    return np.argmax(x @ kernel + bias, -1) if len(x) else np.zeros([0], np.int64)
+  test_predictions = predict(x_test)
   return ProbeResult(
       accuracy=_mean_equal(test_predictions, y_test),
-      train_accuracy=_mean_equal(_predict(predict, x_train), y_train),
-      num_params=int(sum(np.prod(v.shape) for v in head.weights)),
+      train_accuracy=_mean_equal(predict(x_train), y_train),
+      num_params=int(kernel.size + bias.size),
       num_train=len(y_train), num_test=len(y_test), feature_dim=feature_dim,
       predictions=test_predictions)
+
+
+def fit_softmax_regression(x: np.ndarray, y: np.ndarray, num_classes: int,
+                           config: ProbeConfig = ProbeConfig()) -> tuple[np.ndarray, np.ndarray]:
+  """Trains the probe's dense layer (Glorot-uniform kernel, zero bias) with Adam exactly as
+  Keras's (beta2 0.999, epsilon 1e-7), reshuffled every epoch; returns (kernel, bias)."""
+  x = tf.constant(np.asarray(x, np.float32))
+  y = tf.constant(np.asarray(y, np.int32))
+  feature_dim = int(x.shape[1])
+  limit = float(np.sqrt(6.0 / (feature_dim + num_classes)))
+  kernel = tf.Variable(tf.random.stateless_uniform([feature_dim, num_classes], [config.seed, 1],
+                                                   -limit, limit))
+  bias = tf.Variable(tf.zeros([num_classes]))
+  slots = [tf.Variable(tf.zeros_like(v)) for v in (kernel, bias, kernel, bias)]
+  _train_epochs(x, y, kernel, bias, *slots, tf.constant(config.epochs),
+                tf.constant(config.batch_size), tf.constant(config.learning_rate, tf.float32),
+                tf.constant(config.beta_1, tf.float32), tf.constant(config.seed, tf.int64))
+  return kernel.numpy(), bias.numpy()
+
+
+@tf.function  # traced once per data/variable shape; not reduce_retracing: see below
+def _train_epochs(x, y, kernel, bias, m_kernel, m_bias, v_kernel, v_bias, epochs, batch_size,
+                  learning_rate, beta_1, seed):
+  # Relaxed (None) variable shapes made the bias gradient's broadcast fail at run time
+  # (TF 2.20), so each probe size gets its own exact-shape trace.
+  beta_2, epsilon = 0.999, 1e-7
+  n = tf.shape(x)[0]
+  num_batches = (n + batch_size - 1) // batch_size
+  step = tf.constant(0.0)
+  for epoch in tf.range(epochs):
+    order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([seed, tf.cast(epoch, tf.int64)])))
+    for b in tf.range(num_batches):
+      index = order[b * batch_size:tf.minimum((b + 1) * batch_size, n)]
+      xb, yb = tf.gather(x, index), tf.gather(y, index)
+      with tf.GradientTape() as tape:
+        logits = tf.matmul(xb, kernel) + bias
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits))
+      grads = tape.gradient(loss, [kernel, bias])
+      step += 1.0
+      rate = learning_rate * tf.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+      for var, m, v, g in zip((kernel, bias), (m_kernel, m_bias), (v_kernel, v_bias), grads):
+        m.assign(beta_1 * m + (1.0 - beta_1) * g)
+        v.assign(beta_2 * v + (1.0 - beta_2) * tf.square(g))
+        var.assign_sub(rate * m / (tf.sqrt(v) + epsilon))
 
 
 def train_image_probe(extractor: FeatureExtractor,
@@ -244,13 +271,13 @@ def train_image_probe(extractor: FeatureExtractor,
   if head is None:
     raise ValueError("train_batches yielded no data")
 
-  predict = tf.function(lambda x: head(_flatten(extractor.fn(x, training=False))),
-                        reduce_retracing=True)
+  def predict(x):
+    return head(_flatten(extractor.fn(x, training=False)))
   correct = total = 0
   for batch in test_batches:
     logits = predict(tf.convert_to_tensor(batch["image"], tf.float32))
     labels = np.asarray(batch[label_key])
-    correct += int(np.sum(np.argmax(logits.numpy(), -1) == labels))
+    correct += int(np.sum(np.argmax(np.asarray(logits), -1) == labels))
     total += len(labels)
   return ProbeResult(
       accuracy=correct / max(total, 1), train_accuracy=float("nan"),

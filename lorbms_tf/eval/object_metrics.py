@@ -150,3 +150,25 @@ def donor_labels(labels: np.ndarray, donor_index: np.ndarray) -> np.ndarray:
   donor_index = np.asarray(donor_index, np.int64)
   quadrant = np.arange(conventions.NUM_QUADRANTS)[None, :]
   return labels[donor_index, quadrant]
+
+
+def transfer_objects(networks, references: np.ndarray, donors: np.ndarray,
+                     masks: np.ndarray) -> np.ndarray:
+  """Object transfer, Dec(Z_mix): chunk i from the donor where ``masks[:, i]`` is 1.
+
+  ``networks``: ``checkpoints.Networks`` (its encoder and ``model.render``). ``references``
+  [B, H, W, 3] in [-1, 1]; ``donors`` [B, H, W, 3] (one donor for every quadrant) or
+  [B, 4, H, W, 3] (donor i for quadrant i); ``masks`` [B, 4]. Returns [B, H, W, 3] numpy.
+  """
+  references = tf.convert_to_tensor(references, tf.float32)
+  donors = tf.convert_to_tensor(donors, tf.float32)
+  if donors.shape.rank == 4:
+    donors = tf.repeat(donors[:, None], conventions.NUM_QUADRANTS, axis=1)
+  batch = tf.shape(references)[0]
+  reference_chunks = networks.encoder(references, training=False)
+  donor_chunks = networks.encoder(tf.reshape(donors, [-1, *donors.shape[2:]]), training=False)
+  donor_chunks = tf.reshape(donor_chunks,
+                            [batch, conventions.NUM_QUADRANTS, *donor_chunks.shape[1:]])
+  result = networks.model.render(reference_chunks, donor_chunks,
+                                 tf.convert_to_tensor(masks, tf.float32))
+  return np.asarray(result)

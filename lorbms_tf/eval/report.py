@@ -168,7 +168,11 @@ def plot_loss_curves(scalars: Mapping[str, tuple[np.ndarray, np.ndarray]], path:
   """Loss curves from TensorBoard: one panel per metric name, train and validation overlaid."""
   by_metric: dict[str, list[str]] = {}
   for tag in scalars:
-    metric = tag.split("/")[-1]
+    # "train/g_loss", "validation/epoch_g_loss" and "g_loss" share one panel.
+    metric = tag
+    for prefix in ("train/", "validation/", "val/", "eval/"):
+      if metric.startswith(prefix):
+        metric = metric[len(prefix):]
     if metric.startswith("epoch_"):
       metric = metric[len("epoch_"):]
     by_metric.setdefault(metric, []).append(tag)
@@ -261,15 +265,21 @@ def mixing_grid(reference: np.ndarray, donors: np.ndarray, masks: np.ndarray, mi
   return image_grid(rows, path, titles, row_titles=labels)
 
 
-def transfer_grid(reference: np.ndarray, donor: np.ndarray, masks: Sequence[np.ndarray],
+def transfer_grid(references: np.ndarray, donors: np.ndarray, masks: Sequence[np.ndarray],
                   results: np.ndarray, path: str) -> str:
-  """Object transfer: reference, donor, then for each mask its picture above the result."""
-  size = np.asarray(reference).shape[1]
-  top = [reference, donor] + [mask_image(m, size) for m in masks]
-  bottom = [np.full_like(to_uint8(reference), 255), np.full_like(to_uint8(reference), 255)]
-  bottom += list(results)
+  """Object transfer: a header row of mask pictures, then per pair reference, donor and the
+  result under each mask. ``results``: [P, M, H, W, 3] for P pairs and M masks."""
+  references, donors, results = np.asarray(references), np.asarray(donors), np.asarray(results)
+  if references.ndim == 3:  # a single pair
+    references, donors, results = references[None], donors[None], results[None]
+  size = references.shape[1]
+  blank = np.full((size, size, 3), 255, np.uint8)
+  rows = [[blank, blank] + [mask_image(m, size) for m in masks]]
+  for p in range(len(references)):
+    rows.append([references[p], donors[p]] + list(results[p]))
   titles = ["reference", "donor"] + [conventions.mask_to_string(m) for m in masks]
-  return image_grid([top, bottom], path, titles)
+  return image_grid(rows, path, titles, row_titles=["mask"] + [f"pair {p}" for p in
+                                                               range(len(references))])
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,227 @@
+"""Nearest-neighbour search: exact brute force vs ScaNN vs faiss IVF, side by side.
+
+The similarity component's cost at scale is the k-NN search, so this prices the choice of
+ScaNN against the two obvious alternatives, on the same data and queries in one run (so they
+share the machine's load):
+
+* ``exact_numpy``: BLAS matmul + argpartition (the recall ground truth; what a naive
+  implementation does); ``exact_tf``: ``tf.matmul`` + ``tf.math.top_k``.
+* ``scann``: our settings (``index.choose_settings``: tree with ~sqrt(N) leaves, 10% searched,
+  AH 2 dims/block, exact reorder of the top 240), plus a wider search for the trade-off curve.
+* ``faiss_ivf``: IVF-Flat with 4*sqrt(N) lists at several nprobe (only when faiss imports:
+  ``pip install faiss-cpu``, a benchmark-only extra).
+
+Data: Gaussian-cluster embeddings (``clustered``, 100k and 1M x 64-d by default; the queries are
+held-out draws from the same clusters) and real ones (``scenes_pixels``: the pixels extractor
+on lorbms_scenes, all four positions pooled; queries from other scenes). Reported per method:
+build seconds, queries/s (batched, all cores), recall@10 vs exact, and the speed-up over the
+faster exact method.
+
+Also (``--precision_scenes``): neighbour precision per extractor on lorbms_scenes, i.e. the
+share of neighbours whose same-position quadrant holds the same shape; this is what picks the
+default extractor. Pass ``--precision_extractors=...,encoder:WORKDIR`` to include a trained
+encoder.
+
+    python bench/similarity.py                      # ~5-8 minutes on 2 busy cores
+    python bench/similarity.py --sizes=100000 --scenes=5000 --precision_scenes=2000  # quick
+    python bench/similarity.py --sizes= --scenes=0      # only the extractor precision
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+from lorbms_tf.similarity import index
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "similarity.json")
+
+
+def clustered(n: int, dim: int, num_queries: int, clusters: int = 1000, seed: int = 0):
+  """Database [n, dim] and held-out queries from the same Gaussian clusters."""
+  rng = np.random.default_rng(seed)
+  centers = rng.normal(size=(clusters, dim)).astype(np.float32)  # overlapping: not trivial
+  total = n + num_queries
+  data = centers[rng.integers(0, clusters, total)]
+  data += rng.normal(size=(total, dim)).astype(np.float32)
+  return data[:n], data[n:]
+
+
+def scenes_pixels(num_scenes: int, num_queries: int):
+  """Pixels-extractor embeddings of scenes (4 positions pooled) and of held-out scenes."""
+  from lorbms_tf.data import scenes  # pylint: disable=import-outside-toplevel
+  from lorbms_tf.similarity import extractors  # pylint: disable=import-outside-toplevel
+  images = scenes.generate_scenes(num_scenes, 64, seed=11)["image"]
+  held_out = scenes.generate_scenes((num_queries + 3) // 4, 64, seed=12)["image"]
+  extractor = extractors.make_extractor("pixels").fit(images)
+  db = extractor(images).reshape(-1, extractor.dims)
+  queries = extractor(held_out).reshape(-1, extractor.dims)[:num_queries]
+  return np.ascontiguousarray(db), np.ascontiguousarray(queries)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+  return index.recall_at_k(found, truth)
+
+
+def timed(fn, *args, repeats: int = 1):
+  """(result, best seconds of ``repeats`` runs): the best run is the least disturbed."""
+  best, result = float("inf"), None
+  for _ in range(repeats):
+    start = time.perf_counter()
+    result = fn(*args)
+    best = min(best, time.perf_counter() - start)
+  return result, best
+
+
+def bench_exact_numpy(db, queries, k):
+  (rows, _), seconds = timed(lambda: index.exact_search(db, queries, k))
+  return rows, {"method": "exact_numpy", "build_s": 0.0, "qps": len(queries) / seconds,
+                "recall": 1.0}
+
+
+def bench_exact_tf(db, queries, k, truth):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  db_t = tf.constant(db)
+  db_sq = tf.reduce_sum(db_t * db_t, axis=1)
+
+  @tf.function
+  def search(q):
+    dist = db_sq[None, :] - 2.0 * tf.matmul(q, db_t, transpose_b=True)
+    return tf.math.top_k(-dist, k=k).indices
+
+  block = max(1, (256 << 20) // (4 * db.shape[0]))
+  def run():
+    return np.concatenate([search(tf.constant(queries[i:i + block])).numpy()
+                           for i in range(0, len(queries), block)])
+  run()  # trace
+  rows, seconds = timed(run)
+  return {"method": "exact_tf", "build_s": 0.0, "qps": len(queries) / seconds,
+          "recall": recall(rows, truth)}
+
+
+def bench_scann(db, queries, k, truth):
+  settings = index.choose_settings(db.shape[0], k)
+  searcher, build = timed(lambda: index.build_searcher(db, k, settings))
+  rows = []
+  for label, leaves in (("scann", settings.leaves_to_search),
+                        ("scann_wide", min(settings.num_leaves, 2 * settings.leaves_to_search))):
+    s = index.IndexSettings(**{**settings.to_dict(), "leaves_to_search": leaves})
+    index.scann_search(searcher, queries[:100], k, s)  # warm-up
+    (found, _), seconds = timed(lambda: index.scann_search(searcher, queries, k, s), repeats=2)
+    rows.append({"method": label, "build_s": build, "qps": len(queries) / seconds,
+                 "recall": recall(found, truth), "settings": s.to_dict()})
+  return rows
+
+
+def bench_faiss(db, queries, k, truth, nprobes=(8, 16, 32, 64)):
+  try:
+    import faiss  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return [{"method": "faiss_ivf", "skipped": "faiss not installed (pip install faiss-cpu)"}]
+  nlist = int(4 * np.sqrt(db.shape[0]))
+  def build():
+    quantizer = faiss.IndexFlatL2(db.shape[1])
+    ivf = faiss.IndexIVFFlat(quantizer, db.shape[1], nlist)
+    rng = np.random.default_rng(0)
+    train = db[rng.choice(db.shape[0], min(db.shape[0], 64 * nlist), replace=False)]
+    ivf.train(train)
+    ivf.add(db)
+    return ivf, quantizer
+  (ivf, _), build_s = timed(build)
+  rows = []
+  for nprobe in nprobes:
+    ivf.nprobe = nprobe
+    (_, found), seconds = timed(lambda: ivf.search(queries, k), repeats=2)
+    rows.append({"method": f"faiss_ivf_nprobe{nprobe}", "build_s": build_s,
+                 "qps": len(queries) / seconds, "recall": recall(found, truth),
+                 "settings": {"nlist": nlist, "nprobe": nprobe}})
+  return rows
+
+
+def run_case(name, db, queries, k):
+  print(f"\n== {name}: db {db.shape[0]:,} x {db.shape[1]}, {len(queries):,} queries", flush=True)
+  truth, exact = bench_exact_numpy(db, queries, k)
+  rows = [exact, bench_exact_tf(db, queries, k, truth)]
+  rows += bench_scann(db, queries, k, truth)
+  rows += bench_faiss(db, queries, k, truth)
+  base = max(rows[0]["qps"], rows[1]["qps"])  # the faster exact method is the baseline
+  for row in rows:
+    if "qps" in row:
+      row["speedup_vs_best_exact"] = row["qps"] / base
+      print(f"  {row['method']:24s} build {row['build_s']:7.2f} s   {row['qps']:9.0f} q/s "
+            f"({row['speedup_vs_best_exact']:6.1f}x)   recall@{k} {row['recall']:.4f}",
+            flush=True)
+    else:
+      print(f"  {row['method']:24s} {row['skipped']}")
+  return {"case": name, "num_vectors": int(db.shape[0]), "dim": int(db.shape[1]),
+          "num_queries": int(len(queries)), "k": k, "results": rows}
+
+
+def precision_case(num_scenes: int, specs: list[str], k: int) -> dict:
+  """Neighbour precision of each extractor's table on ``num_scenes`` scenes (all positions)."""
+  from lorbms_tf.data import scenes  # pylint: disable=import-outside-toplevel
+  from lorbms_tf.similarity import extractors  # pylint: disable=import-outside-toplevel
+  data = scenes.generate_scenes(num_scenes, 64, seed=13)
+  ids = np.arange(num_scenes)
+  print(f"\n== neighbour precision on {num_scenes:,} scenes, k={k}", flush=True)
+  rows = []
+  for spec in specs:
+    start = time.perf_counter()
+    extractor = extractors.fit_extractor(extractors.make_extractor(spec), data["image"])
+    embeddings = extractor(data["image"])
+    embed_s = time.perf_counter() - start
+    result = index.find_neighbours(ids, embeddings, k, recall_queries=200)
+    p = index.neighbour_precision(result.ids, result.neighbour_ids, data["shapes"])
+    rows.append({"extractor": spec, "dim": int(embeddings.shape[-1]), "embed_s": embed_s,
+                 "recall": result.summary()["recall_at_k_mean"], **p})
+    print(f"  {spec:24s} dim {embeddings.shape[-1]:4d}  precision {p['precision']:.3f}  "
+          f"non-empty {p['precision_non_empty']:.3f}  (chance {p['chance']:.3f})  "
+          f"embed {embed_s:.1f} s", flush=True)
+  return {"case": f"neighbour_precision_scenes_{num_scenes}", "k": k, "results": rows}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--sizes", default="100000,1000000")
+  parser.add_argument("--dims", default="64")
+  parser.add_argument("--num_queries", type=int, default=2000)
+  parser.add_argument("--k", type=int, default=10)
+  parser.add_argument("--scenes", type=int, default=20000, help="0 skips the real-data case")
+  parser.add_argument("--precision_scenes", type=int, default=5000, help="0 skips it")
+  parser.add_argument("--precision_extractors", default="pixels,random_cnn,random_encoder:small")
+  parser.add_argument("--out", default=RESULTS)
+  args = parser.parse_args()
+  cases = []
+  start = time.time()
+  for dim in [int(d) for d in args.dims.split(",") if d]:
+    for size in [int(s) for s in args.sizes.split(",") if s]:
+      db, queries = clustered(size, dim, args.num_queries)
+      cases.append(run_case(f"clustered_{size}x{dim}", db, queries, args.k))
+      del db, queries
+  if args.scenes:
+    db, queries = scenes_pixels(args.scenes, args.num_queries)
+    cases.append(run_case(f"scenes_pixels_{args.scenes}x4", db, queries, args.k))
+  if args.precision_scenes:
+    cases.append(precision_case(args.precision_scenes, args.precision_extractors.split(","),
+                                args.k))
+  report = {
+      "benchmark": "similarity",
+      "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+      "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
+                  "python": platform.python_version()},
+      "wall_seconds": time.time() - start,
+      "cases": cases,
+  }
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, "w") as f:
+    json.dump(report, f, indent=2)
+  print(f"\nwrote {args.out} ({report['wall_seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,482 @@
+"""Evaluates a trained run: `python -m lorbms_tf.evaluate --workdir=runs/x [--flagfile=...]`.
+
+Writes WORKDIR/eval/ (or --out_dir): metrics.json, report.md and PNGs (mixed-scene and
+object-transfer grids, metrics over the checkpoints, loss curves from WORKDIR/tb). What the
+numbers mean and how to read them: docs_evaluation.md.
+
+Parts, each skipped where it cannot apply:
+
+* Image quality of I_mix (one per test image, batch-partner mixing as in training) and of
+  I_hat: FID/IS/KID with the Inception SavedModel of --fid_model, and on lorbms_scenes the
+  labelled "scenes FID/IS/KID" of a domain classifier trained on the scenes' ground truth.
+* Object metrics (lorbms_scenes): object-transfer fidelity, the quadrant classifier's own
+  accuracy; mask-classifier accuracy of the model's C (any dataset).
+* Linear probes: per-quadrant and whole-image probes on lorbms_scenes (trained vs random
+  encoder); the STL-10 protocol with --stl10 (needs STL-10 prepared in --data_dir).
+* Over training: cheap metrics at every kept checkpoint, plotted against the step.
+
+This module and render.py are the only ones besides train.py that read FLAGS; the work is in
+``EvalConfig`` + ``run_evaluation`` so tests and other tools can call it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+from lorbms_tf import checkpoints, conventions
+from lorbms_tf.eval import image_metrics, linear_probe, object_metrics, report
+
+_SCENES_SHAPES = 7   # scenes.NUM_SHAPES, incl. "empty" (kept literal: importing tfds is slow)
+TRANSFER_MASKS = ("1000", "0100", "0010", "0001", "1001", "0111")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """Everything an evaluation needs; defaults are the small, fast values."""
+  workdir: str
+  checkpoint: str | None = None          # a checkpoint prefix; default: the latest
+  out_dir: str | None = None             # default WORKDIR/eval
+  dataset: str | None = None             # default: the run's training dataset
+  data_dir: str | None = None            # default: the run's
+  split: str = "test"
+  num_eval_images: int = 1000
+  batch_size: int | None = None          # mixing batch (partners come from it); default: run's
+  fid_model: str | None = None
+  scene_classifier: image_metrics.SceneClassifierConfig = image_metrics.SceneClassifierConfig()
+  scene_classifier_cache: bool = True    # keep it in OUT_DIR for the next evaluation
+  probe: linear_probe.ProbeConfig = linear_probe.ProbeConfig(epochs=30)
+  probe_train_images: int = 2000
+  stl10: bool = False
+  stl10_folds: int = 10
+  stl10_augment: bool = False
+  stl10_fine_tune: bool = False
+  stl10_test_limit: int | None = None
+  over_checkpoints: bool = True
+  checkpoint_images: int = 500
+  grid_examples: int = 8
+  seed: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+def load_split(dataset: str, split: str, limit: int | None, data_dir: str | None,
+               image_size: int = conventions.IMAGE_SIZE) -> dict[str, np.ndarray]:
+  """The first ``limit`` images of a split (central crops, fixed order) and their labels."""
+  from lorbms_tf.data import pipeline  # pylint: disable=import-outside-toplevel
+  ds = pipeline.eval_dataset(dataset, split, batch_size=256, image_size=image_size,
+                             data_dir=data_dir)
+  if limit is not None:
+    ds = ds.unbatch().take(limit).batch(256)
+  keys = ("image", "id", "shapes", "colors", "label")
+  out: dict[str, list[np.ndarray]] = {}
+  for batch in ds:
+    for key in keys:
+      if key in batch:
+        out.setdefault(key, []).append(batch[key].numpy())
+  if not out:
+    raise ValueError(f"dataset {dataset!r} split {split!r} yielded no images")
+  return {key: np.concatenate(values) for key, values in out.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The model under test
+# --------------------------------------------------------------------------------------------
+
+def make_mix_fn(networks, compile_fn: bool = True):
+  """I_mix for a batch exactly as in training (batch partners), plus I_hat and C's logits.
+
+  ``compile_fn=False`` runs eagerly: cheaper than tracing the generator pass for a handful
+  of batches (the per-checkpoint subsets, smoke runs).
+  """
+  model, classifier = networks.model, networks.classifier
+  n = conventions.NUM_QUADRANTS
+
+  def mix(images):
+    out = model.mix_batch(images, training=False)
+    mixed = out["mixed"]
+    pairs = tf.concat([tf.repeat(mixed[:, None], n, axis=1),
+                       tf.cast(out["donor_images"], mixed.dtype)], -1)
+    logits = classifier(tf.reshape(pairs, [-1, *pairs.shape[2:]]), training=False)
+    return {"mixed": mixed, "reconstructed": out["reconstructed"], "mask": out["mask"],
+            "donor_index": out["donor_index"], "cls_logits": tf.reshape(logits, [-1, n, n])}
+  return tf.function(mix, reduce_retracing=True) if compile_fn else mix
+
+
+def _worth_compiling(num_images: int, batch_size: int) -> bool:
+  return num_images > 8 * batch_size
+
+
+_MIX_KEYS = ("mixed", "reconstructed", "mask", "donor_index", "cls_logits")
+
+
+def _random_networks(run_config: dict[str, Any], seed: int, image_size: int = 64):
+  """Freshly initialised encoder and discriminator of the run's sizes: the probe baselines."""
+  import keras  # pylint: disable=import-outside-toplevel
+  from lorbms_tf.models import ModelConfig, build_discriminator, build_encoder  # pylint: disable=import-outside-toplevel
+  keras.utils.set_random_seed(seed)
+  model_config = ModelConfig.from_dict(run_config["model"])
+  return (build_encoder(model_config, image_size), build_discriminator(model_config, image_size))
+
+
+def _copy_network(network, builder, run_config, image_size):
+  """A trainable copy (fine-tuning must not change the network under evaluation)."""
+  from lorbms_tf.models import ModelConfig  # pylint: disable=import-outside-toplevel
+  copy = builder(ModelConfig.from_dict(run_config["model"]), image_size)
+  copy.set_weights(network.get_weights())
+  return copy
+
+
+# --------------------------------------------------------------------------------------------
+# Parts of the evaluation
+# --------------------------------------------------------------------------------------------
+
+def scenes_object_metrics(scene_classifier, test, mixes) -> dict[str, Any]:
+  """Fidelity of object transfer, by shape and by shape + colour."""
+  pred = scene_classifier.predict(mixes["mixed"])
+  donor_shapes = object_metrics.donor_labels(test["shapes"], mixes["donor_index"])
+  donor_colors = object_metrics.donor_labels(test["colors"], mixes["donor_index"])
+  return {
+      "shape": object_metrics.object_transfer_fidelity(
+          pred["shapes"], test["shapes"], donor_shapes, mixes["mask"]),
+      "shape + colour": object_metrics.object_transfer_fidelity(
+          object_metrics.object_ids(pred["shapes"], pred["colors"]),
+          object_metrics.object_ids(test["shapes"], test["colors"]),
+          object_metrics.object_ids(donor_shapes, donor_colors), mixes["mask"]),
+  }
+
+
+def scenes_probes(encoders: dict[str, Any], train, test, config: linear_probe.ProbeConfig
+                  ) -> dict[str, dict[str, Any]]:
+  """Per-quadrant and whole-image probes for each named encoder (e.g. trained, random)."""
+  quadrant, whole = {}, {}
+  for name, encoder in encoders.items():
+    extractor = linear_probe.encoder_extractor(encoder, name)
+    x_train, _ = linear_probe.extract_features(extractor, _batches(train["image"]))
+    x_test, _ = linear_probe.extract_features(extractor, _batches(test["image"]))
+    q = conventions.NUM_QUADRANTS
+    quadrant[name] = linear_probe.quadrant_probe(
+        x_train.reshape(len(x_train), q, -1), train["shapes"],
+        x_test.reshape(len(x_test), q, -1), test["shapes"], _SCENES_SHAPES, config).to_dict()
+    whole[name] = linear_probe.whole_image_probe(
+        x_train, train["label"], x_test, test["label"], _SCENES_SHAPES, config).to_dict()
+  return {"scenes_quadrant": quadrant, "scenes_image": whole}
+
+
+def _batches(images: np.ndarray, size: int = 256):
+  for begin in range(0, len(images), size):
+    yield images[begin:begin + size]
+
+
+def stl10_probes(networks, config: EvalConfig, data_dir: str | None) -> dict[str, Any]:
+  """The thesis's STL-10 table: trained/random encoder and discriminator (+ fine-tuned)."""
+  from lorbms_tf.models import build_discriminator, build_encoder  # pylint: disable=import-outside-toplevel
+  run_config = networks.config
+  random_encoder, random_discriminator = _random_networks(run_config, config.seed + 1, 96)
+  extractors = [
+      linear_probe.encoder_extractor(networks.encoder, "encoder"),
+      linear_probe.discriminator_extractor(networks.discriminator, "discriminator"),
+      linear_probe.encoder_extractor(random_encoder, "random encoder"),
+      linear_probe.discriminator_extractor(random_discriminator, "random discriminator"),
+  ]
+
+  def fine_tune_copy(name):
+    if name == "encoder":
+      return linear_probe.encoder_extractor(
+          _copy_network(networks.encoder, build_encoder, run_config, 96), name)
+    return linear_probe.discriminator_extractor(
+        _copy_network(networks.discriminator, build_discriminator, run_config, 96), name)
+
+  table = linear_probe.stl10_linear_probes(
+      extractors, data_dir, config.probe, num_folds=config.stl10_folds,
+      augment=config.stl10_augment,
+      fine_tune=("encoder",) if config.stl10_fine_tune else (),
+      make_fine_tune_copy=fine_tune_copy, test_limit=config.stl10_test_limit)
+  protocol = (f"{config.stl10_folds} folds, {config.probe.epochs} epochs, Adam "
+              f"{config.probe.learning_rate} beta1 {config.probe.beta_1}, batch "
+              f"{config.probe.batch_size}, "
+              + ("random-area crops + flips" if config.stl10_augment else
+                 "frozen central-crop features (no augmentation)"))
+  return {"protocol": protocol, "table": {k: v.to_dict() for k, v in table.items()}}
+
+
+def checkpoint_metrics(networks, test, train, batch_size: int, scene_classifier,
+                       probe_config: linear_probe.ProbeConfig, inception=None) -> dict[str, float]:
+  """The cheap per-checkpoint subset plotted against the training step."""
+  mix_fn = make_mix_fn(networks, _worth_compiling(len(test["image"]), batch_size))
+  mixes = object_metrics.mix_all(mix_fn, test["image"], batch_size, _MIX_KEYS)
+  row: dict[str, float] = {
+      "rec_l1": float(np.mean(np.abs(mixes["reconstructed"] - test["image"]))),
+      "mask_cls_accuracy": object_metrics.mask_classifier_accuracy(
+          mixes["cls_logits"], mixes["mask"])["accuracy"],
+  }
+  if inception is not None:
+    row["fid"] = image_metrics.inception_quality(inception, test["image"], mixes["mixed"])["fid"]
+  if scene_classifier is not None:
+    quality = image_metrics.scenes_quality(scene_classifier, test["image"], mixes["mixed"])
+    row["scenes_fid"] = quality["scenes_fid"]
+    fidelity = scenes_object_metrics(scene_classifier, test, mixes)["shape"]
+    row["fidelity"] = fidelity["fidelity"]
+    row["fidelity_replaced"] = fidelity["fidelity_replaced"]
+    probes = scenes_probes({"encoder": networks.encoder}, train, test, probe_config)
+    row["quadrant_probe"] = probes["scenes_quadrant"]["encoder"]["accuracy"]
+  return row
+
+
+def render_transfers(networks, images: np.ndarray, pairs: int, masks=TRANSFER_MASKS):
+  """Object transfer for consecutive test-image pairs under fixed masks -> [P, M, H, W, 3]."""
+  pairs = min(pairs, len(images) // 2)
+  references, donors = images[0:2 * pairs:2], images[1:2 * pairs:2]
+  results = []
+  for text in masks:
+    mask = np.tile(conventions.parse_mask(text)[None], [pairs, 1])
+    results.append(object_metrics.transfer_objects(networks, references, donors, mask))
+  return references, donors, np.stack(results, axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole evaluation
+# --------------------------------------------------------------------------------------------
+
+def run_evaluation(config: EvalConfig) -> dict[str, Any]:
+  """Runs every applicable part and writes the report; returns the metrics dict."""
+  start = time.perf_counter()
+  timing: dict[str, float] = {}
+
+  def lap(name, since):
+    timing[name] = round(time.perf_counter() - since, 2)
+    return time.perf_counter()
+
+  t = time.perf_counter()
+  networks = checkpoints.restore_networks(config.checkpoint or config.workdir)
+  run_config = networks.config
+  dataset = config.dataset or run_config["dataset"]
+  data_dir = config.data_dir or run_config.get("data_dir")
+  out_dir = config.out_dir or os.path.join(config.workdir, "eval")
+  os.makedirs(out_dir, exist_ok=True)
+  batch_size = max(2, config.batch_size or int(run_config.get("batch_size", 32)))
+  test = load_split(dataset, config.split, config.num_eval_images, data_dir)
+  is_scenes = "shapes" in test and "colors" in test
+  t = lap("load", t)
+
+  metrics: dict[str, Any] = {
+      "run": {"workdir": config.workdir, "checkpoint": config.checkpoint or "latest",
+              "step": networks.step, "dataset": dataset, "split": config.split,
+              "preset": run_config.get("preset"), "num_eval_images": int(len(test["image"])),
+              "mixing_batch_size": batch_size},
+      "notes": [],
+  }
+  notes = metrics["notes"]
+  mix_fn = make_mix_fn(networks, _worth_compiling(len(test["image"]), batch_size))
+  mixes = object_metrics.mix_all(mix_fn, test["image"], batch_size, _MIX_KEYS)
+  metrics["reconstruction"] = {
+      "l1_direct": float(np.mean(np.abs(mixes["reconstructed"] - test["image"]))),
+      "replaced_quadrants_mean": float(mixes["mask"].sum(-1).mean()),
+  }
+  metrics["mask_classifier"] = object_metrics.mask_classifier_accuracy(mixes["cls_logits"],
+                                                                       mixes["mask"])
+  t = lap("mixing", t)
+
+  quality: dict[str, Any] = {}
+  inception = None
+  if config.fid_model:
+    inception = image_metrics.SavedModelClassifier(config.fid_model)
+    for key, images, title in (("mixed", mixes["mixed"], "I_mix vs test images"),
+                               ("reconstructed", mixes["reconstructed"], "I_hat vs test images")):
+      quality[f"{key} (Inception)"] = {
+          "title": title, "classifier": f"Inception SavedModel {config.fid_model}",
+          "classifier_kind": "inception",
+          **image_metrics.inception_quality(inception, test["image"], images)}
+    t = lap("inception_quality", t)
+  else:
+    notes.append("No --fid_model: no Inception FID/IS/KID (the FID Inception cannot be "
+                 "downloaded here; pass a local copy of TF-Hub tfgan/eval/inception/1).")
+
+  scene_classifier = None
+  if is_scenes:
+    cache = (os.path.join(out_dir, _classifier_cache_name(config.scene_classifier))
+             if config.scene_classifier_cache else None)
+    scene_classifier = image_metrics.train_scene_classifier(config.scene_classifier, cache)
+    metrics["scene_classifier"] = {
+        **scene_classifier.accuracy(test["image"], test["shapes"], test["colors"]),
+        "train_scenes": config.scene_classifier.train_scenes,
+        "epochs": config.scene_classifier.epochs}
+    t = lap("scene_classifier", t)
+    for key, images, title in (("mixed", mixes["mixed"], "I_mix vs test scenes"),
+                               ("reconstructed", mixes["reconstructed"], "I_hat vs test scenes")):
+      quality[f"{key} (scenes)"] = {
+          "title": title, "classifier": "lorbms_scenes domain classifier (scenes FID)",
+          "classifier_kind": "scenes",
+          **image_metrics.scenes_quality(scene_classifier, test["image"], images)}
+    metrics["object_transfer"] = scenes_object_metrics(scene_classifier, test, mixes)
+    notes.append("'scenes FID/IS/KID' come from a classifier trained on lorbms_scenes ground "
+                 "truth, not Inception: they are comparable only with other scenes numbers.")
+    t = lap("scenes_quality_and_objects", t)
+  metrics["image_quality"] = quality
+
+  probes: dict[str, Any] = {}
+  train = None
+  if is_scenes:
+    train = load_split(dataset, "train", config.probe_train_images, data_dir)
+    random_encoder, _ = _random_networks(run_config, config.seed + 1)
+    probes.update(scenes_probes({"trained encoder": networks.encoder,
+                                 "random encoder": random_encoder}, train, test, config.probe))
+    t = lap("scenes_probes", t)
+  if config.stl10:
+    probes["stl10"] = stl10_probes(networks, config, data_dir)
+    notes.append("STL-10 folds: **ours**, two fixed permutations of the 5,000 training ids "
+                 "(tfds does not keep the official fold indices); each image is in 2 folds.")
+    t = lap("stl10_probes", t)
+  metrics["probes"] = probes
+
+  figures: dict[str, str] = {}
+  n = min(config.grid_examples, len(test["image"]))
+  if n:
+    donors = np.stack([test["image"][mixes["donor_index"][:n, q]]
+                       for q in range(conventions.NUM_QUADRANTS)], axis=1)
+    figures["mixed scenes (reference, donors, mask, I_mix, I_hat)"] = report.mixing_grid(
+        test["image"][:n], donors, mixes["mask"][:n], mixes["mixed"][:n],
+        os.path.join(out_dir, "mixed_scenes.png"), reconstructed=mixes["reconstructed"][:n],
+        labels=[conventions.mask_to_string(m) for m in mixes["mask"][:n]])
+    references, donor_images, results = render_transfers(networks, test["image"], max(1, n // 2))
+    figures["object transfer (reference, donor, one column per mask)"] = report.transfer_grid(
+        references, donor_images, [conventions.parse_mask(m) for m in TRANSFER_MASKS], results,
+        os.path.join(out_dir, "object_transfer.png"))
+  t = lap("grids", t)
+
+  if config.over_checkpoints:
+    history = []
+    subset = {k: v[:config.checkpoint_images] for k, v in test.items()}
+    for step, prefix in checkpoints.list_checkpoints(config.workdir):
+      logging.info("checkpoint %d", step)
+      nets = checkpoints.restore_networks(prefix)
+      history.append({"step": step, **checkpoint_metrics(
+          nets, subset, train, batch_size, scene_classifier, config.probe, inception)})
+    metrics["over_checkpoints"] = history
+    if history:
+      names = [k for k in history[0] if k != "step"]
+      series = {k: ([h["step"] for h in history], [h[k] for h in history]) for k in names}
+      figures["metrics over training (one point per checkpoint)"] = report.plot_series(
+          series, os.path.join(out_dir, "metrics_over_training.png"),
+          f"metrics over checkpoints ({len(subset['image'])} test images)")
+    t = lap("over_checkpoints", t)
+
+  scalars = report.read_tensorboard_scalars(
+      os.path.join(config.workdir, checkpoints.TENSORBOARD_DIR))
+  if scalars:
+    figures["training curves (TensorBoard)"] = report.plot_loss_curves(
+        scalars, os.path.join(out_dir, "loss_curves.png"))
+    metrics["training_final"] = {tag: float(values[-1]) for tag, (_, values) in scalars.items()}
+  else:
+    notes.append(f"No TensorBoard scalars under {config.workdir}/tb: no loss curves.")
+  lap("loss_curves", t)
+
+  metrics["timing"] = timing
+  metrics["run"]["seconds"] = round(time.perf_counter() - start, 1)
+  paths = report.write_report(out_dir, metrics, figures)
+  logging.info("wrote %s and %s", paths["metrics"], paths["report"])
+  metrics["paths"] = paths
+  return metrics
+
+
+def _classifier_cache_name(cfg: image_metrics.SceneClassifierConfig) -> str:
+  """Weights file name that changes whenever the classifier's settings do."""
+  key = hashlib.sha1(repr(dataclasses.astuple(cfg)).encode()).hexdigest()[:8]
+  return f"scene_classifier_{cfg.train_scenes}x{cfg.epochs}_{key}.weights.h5"
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+_E = EvalConfig(workdir="")
+_S = image_metrics.SceneClassifierConfig()
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines the command-line flags (once). Not at import time: train.py, evaluate.py and
+  render.py share flag names (--workdir, --dataset, ...), and absl refuses a second definition,
+  so importing this module for ``run_evaluation`` must not define anything."""
+  if "fid_model" in FLAGS:
+    return
+  flags.DEFINE_string("workdir", None, "Training run directory (config.json, checkpoints/, tb/).")
+  flags.DEFINE_string("checkpoint", None, "Checkpoint prefix to evaluate (default: the latest).")
+  flags.DEFINE_string("out_dir", None, "Where the report goes (default WORKDIR/eval).")
+  flags.DEFINE_string("dataset", None, "Evaluation dataset (default: the run's).")
+  flags.DEFINE_string("data_dir", None, "tensorflow_datasets data dir (default: the run's).")
+  flags.DEFINE_string("split", _E.split, "Split of the evaluation images.")
+  flags.DEFINE_integer("num_eval_images", _E.num_eval_images, "Test images (one I_mix each).")
+  flags.DEFINE_integer("batch_size", None, "Mixing batch: partners come from it (default: run's).")
+  flags.DEFINE_string("fid_model", None,
+                      "Local SavedModel with the TF-Hub tfgan/eval/inception/1 interface; "
+                      "empty: no Inception FID (scenes get the labelled 'scenes FID').")
+  flags.DEFINE_integer("scene_classifier_scenes", _S.train_scenes,
+                       "Ground-truth scenes the scenes-FID / quadrant classifier trains on.")
+  flags.DEFINE_integer("scene_classifier_epochs", _S.epochs, "Its training epochs.")
+  flags.DEFINE_boolean("scene_classifier_cache", _E.scene_classifier_cache,
+                       "Keep the trained classifier in OUT_DIR and reuse it.")
+  flags.DEFINE_integer("probe_epochs", _E.probe.epochs, "Linear-probe epochs (protocol: 200).")
+  flags.DEFINE_integer("probe_batch_size", _E.probe.batch_size, "Linear-probe batch (protocol: 128).")
+  flags.DEFINE_float("probe_learning_rate", _E.probe.learning_rate, "Probe Adam rate (1e-3).")
+  flags.DEFINE_integer("probe_train_images", _E.probe_train_images,
+                       "Training images of the lorbms_scenes probes.")
+  flags.DEFINE_boolean("stl10", _E.stl10, "Run the STL-10 linear-probe protocol (needs stl10 "
+                       "prepared in --data_dir).")
+  flags.DEFINE_integer("stl10_folds", _E.stl10_folds, "STL-10 folds to train (protocol: 10).")
+  flags.DEFINE_boolean("stl10_augment", _E.stl10_augment,
+                       "Protocol augmentation (random-area crops, flips) every epoch; slower.")
+  flags.DEFINE_boolean("stl10_fine_tune", _E.stl10_fine_tune, "Add the fine-tuned encoder row.")
+  flags.DEFINE_integer("stl10_test_limit", None, "Cap on STL-10 test images (protocol: all 8,000).")
+  flags.DEFINE_boolean("over_checkpoints", _E.over_checkpoints,
+                       "Also evaluate every kept checkpoint (cheap subset) for the plots.")
+  flags.DEFINE_integer("checkpoint_images", _E.checkpoint_images,
+                       "Test images per checkpoint in the over-training plots.")
+  flags.DEFINE_integer("grid_examples", _E.grid_examples, "Rows of the mixed-scenes grid.")
+  flags.DEFINE_integer("seed", _E.seed, "Seed of the random baselines and probes.")
+  flags.mark_flag_as_required("workdir")
+
+
+def config_from_flags() -> EvalConfig:
+  return EvalConfig(
+      workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint, out_dir=FLAGS.out_dir,
+      dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, split=FLAGS.split,
+      num_eval_images=FLAGS.num_eval_images, batch_size=FLAGS.batch_size,
+      fid_model=FLAGS.fid_model or None,
+      scene_classifier=dataclasses.replace(_S, train_scenes=FLAGS.scene_classifier_scenes,
+                                           epochs=FLAGS.scene_classifier_epochs),
+      scene_classifier_cache=FLAGS.scene_classifier_cache,
+      probe=linear_probe.ProbeConfig(epochs=FLAGS.probe_epochs, batch_size=FLAGS.probe_batch_size,
+                                     learning_rate=FLAGS.probe_learning_rate, seed=FLAGS.seed),
+      probe_train_images=FLAGS.probe_train_images, stl10=FLAGS.stl10,
+      stl10_folds=FLAGS.stl10_folds, stl10_augment=FLAGS.stl10_augment,
+      stl10_fine_tune=FLAGS.stl10_fine_tune, stl10_test_limit=FLAGS.stl10_test_limit,
+      over_checkpoints=FLAGS.over_checkpoints, checkpoint_images=FLAGS.checkpoint_images,
+      grid_examples=FLAGS.grid_examples, seed=FLAGS.seed)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  metrics = run_evaluation(config_from_flags())
+  print(f"report: {metrics['paths']['report']}")
+
+
+def run():
+  define_flags()
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

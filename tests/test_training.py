@@ -1,0 +1,181 @@
+"""The LORBMS train step and the training run: gradients, learning, checkpoints, resume, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lorbms_tf import callbacks, checkpoints, train_lib
+from lorbms_tf.lorbms import LorbmsConfig, LorbmsModel
+from lorbms_tf.models import get_preset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_model(**objective):
+  keras.utils.set_random_seed(0)
+  model = LorbmsModel(get_preset("tiny"), LorbmsConfig(**objective))
+  model.compile(keras.optimizers.Adam(1e-3, beta_1=0.5), keras.optimizers.Adam(1e-3, beta_1=0.5),
+                keras.optimizers.Adam(1e-3, beta_1=0.5))
+  return model
+
+
+def scenes_batch(n=8):
+  from lorbms_tf.data.scenes import generate_scenes
+  images = generate_scenes(n, 64, seed=3)["image"].astype(np.float32) / 127.5 - 1.0
+  return {"image": tf.constant(images)}
+
+
+@pytest.mark.parametrize("partners", ["batch", "index"])
+def test_every_network_gets_gradients_from_its_own_loss(partners):
+  model = tiny_model(threshold=0.5 if partners == "index" else None)
+  data = scenes_batch(4)
+  if partners == "index":
+    data["candidates"] = tf.random.uniform([4, 4, 64, 64, 3], -1, 1)
+    data["candidate_distances"] = tf.random.uniform([4, 4])
+  with tf.GradientTape(persistent=True) as tape:
+    _, values = model.compute_losses(data, training=True)
+  for loss, variables in [("g_loss", model.generator_variables),
+                          ("d_loss", model.discriminator.trainable_variables),
+                          ("cls_loss", model.classifier.trainable_variables)]:
+    grads = tape.gradient(values[loss], variables)
+    missing = [v.path for v, g in zip(variables, grads) if g is None or not np.any(g.numpy())]
+    assert not missing, f"{loss} does not reach {missing}"
+  # Each generator loss term alone reaches both encoder and decoder.
+  for term in ("rec_loss", "adv_loss", "cls_loss"):
+    grads = tape.gradient(values[term], model.encoder.trainable_variables[:1]
+                          + model.decoder.trainable_variables[:1])
+    assert all(g is not None for g in grads), term
+
+
+def test_a_few_steps_on_a_tiny_batch_reduce_reconstruction():
+  model = tiny_model()
+  data = scenes_batch(8)
+  step = tf.function(model.train_step)
+  first = float(step(data)["rec_loss"])
+  for _ in range(29):
+    model.reset_metrics()
+    last = float(step(data)["rec_loss"])
+  assert last < 0.8 * first, (first, last)
+
+
+def test_checkpoint_round_trip_restores_weights_and_optimizer_state_exactly(tmp_path):
+  model = tiny_model()
+  model.train_step(scenes_batch(4))
+  optimizers = dict(g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
+                    c_optimizer=model.c_optimizer)
+  path = checkpoints.training_checkpoint(model, optimizers).save(str(tmp_path / "ckpt"))
+  restored = tiny_model()
+  restored_ckpt = checkpoints.training_checkpoint(
+      restored, dict(g_optimizer=restored.g_optimizer, d_optimizer=restored.d_optimizer,
+                     c_optimizer=restored.c_optimizer))
+  restored_ckpt.restore(path).assert_consumed()
+
+  def state(m):
+    values = [v.numpy() for v in m.weights]
+    for opt in (m.g_optimizer, m.d_optimizer, m.c_optimizer):
+      values += [v.numpy() for v in opt.variables]
+    return values + [m.iteration.numpy(), m.rng.state.numpy()]
+
+  before, after = state(model), state(restored)
+  assert len(before) == len(after) and int(model.iteration.numpy()) == 1
+  for a, b in zip(before, after):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_smoke_run_writes_checkpoints_config_grids_and_tensorboard(smoke_workdir):
+  from conftest import SMOKE_STEPS
+  assert [s for s, _ in checkpoints.list_checkpoints(smoke_workdir)] == [2, 4]
+  config = checkpoints.read_config(smoke_workdir)
+  assert config["preset"] == "tiny" and config["model"]["chunk_channels"] == 16
+  assert os.path.exists(os.path.join(smoke_workdir, checkpoints.GRIDS_DIR, "mixed_scenes.png"))
+  events = tf.io.gfile.glob(os.path.join(smoke_workdir, checkpoints.TENSORBOARD_DIR, "events*"))
+  tags = set()
+  for event_file in events:
+    for event in tf.compat.v1.train.summary_iterator(event_file):
+      tags.update(v.tag for v in event.summary.value)
+  assert {"train/rec_loss", "train/d_loss", "train/cls_loss", "perf/images_per_second",
+          "learning_rate/classifier"} <= tags
+  assert any(t.startswith("mixed_scenes") for t in tags)
+  networks = checkpoints.restore_networks(smoke_workdir)
+  assert networks.step == SMOKE_STEPS
+  out = networks.model.mix_batch(tf.zeros([3, 64, 64, 3]))
+  assert out["mixed"].shape == (3, 64, 64, 3) and out["mask"].shape == (3, 4)
+
+
+def test_restore_networks_errors_name_the_path(tmp_path):
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    checkpoints.restore_networks(str(tmp_path / "nowhere"))
+
+
+def test_non_finite_loss_stops_with_the_loss_name_and_step(tmp_path):
+  model = tiny_model()
+  images = np.full([4, 64, 64, 3], np.nan, np.float32)
+  dataset = tf.data.Dataset.from_tensors({"image": images}).repeat()
+  writer = tf.summary.create_file_writer(str(tmp_path / "tb"))
+  manager = tf.train.CheckpointManager(checkpoints.training_checkpoint(model), str(tmp_path / "c"), 1)
+  monitor = callbacks.MonitorCallback(writer, 4, 10, 5, {}, manager)
+  with pytest.raises(callbacks.NonFiniteLossError, match=r"loss '\w+' became nan at training step 1"):
+    model.fit(dataset, steps_per_epoch=2, epochs=1, callbacks=[monitor], verbose=0)
+
+
+def _train_cmd(workdir, data_dir, *extra):
+  return [sys.executable, "-m", "lorbms_tf.train", "--flagfile=configs/smoke.flags",
+          f"--workdir={workdir}", f"--data_dir={data_dir}", *extra]
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, scenes_data_dir):
+  workdir = str(tmp_path / "run")
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  proc = subprocess.Popen(_train_cmd(workdir, scenes_data_dir, "--total_steps=1000"),
+                          cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 240
+    while not checkpoints.list_checkpoints(workdir) and time.time() < deadline:
+      assert proc.poll() is None, "training exited before its first checkpoint"
+      time.sleep(0.5)
+    assert checkpoints.list_checkpoints(workdir), "no checkpoint within 240 s"
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  saved = checkpoints.list_checkpoints(workdir)[-1][0]
+  assert saved < 1000
+  result = subprocess.run(_train_cmd(workdir, scenes_data_dir, f"--total_steps={saved + 2}"),
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "resumed from" in result.stderr
+  with open(os.path.join(workdir, "train_summary.json")) as f:
+    summary = json.load(f)
+  assert summary["start_step"] == saved and summary["step"] == saved + 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset=huge"], "preset"),
+    (["--strategy=tpu_pod"], "strategy"),
+    (["--flagfile=configs/does_not_exist.flags"], "does_not_exist.flags"),
+    (["--partners=index"], "neighbour_table"),
+    (["--profile_steps=5"], "profile_steps"),
+])
+def test_flag_errors_exit_non_zero_with_a_clear_message(tmp_path, args, message):
+  cmd = [sys.executable, "-m", "lorbms_tf.train", "--flagfile=configs/smoke.flags",
+         f"--workdir={tmp_path}", *args]
+  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert message in result.stderr, result.stderr[-2000:]
+
+
+def test_train_config_validation():
+  with pytest.raises(ValueError, match="unknown strategy"):
+    train_lib.TrainConfig(workdir="w", strategy="nope")
+  with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    train_lib.TrainConfig(workdir="w", batch_size=0)
+  with pytest.raises(ValueError, match="TF_CONFIG"):
+    os.environ.pop("TF_CONFIG", None)
+    train_lib.make_strategy("multi_worker")
