@@ -124,7 +124,8 @@ _MIX_KEYS = ("mixed", "reconstructed", "mask", "donor_index", "cls_logits")
 def _random_networks(run_config: dict[str, Any], seed: int, image_size: int = 64):
   """Freshly initialised encoder and discriminator of the run's sizes: the probe baselines."""
   import keras  # pylint: disable=import-outside-toplevel
-  from lorbms_tf.models import ModelConfig, build_discriminator, build_encoder  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from lorbms_tf.models import ModelConfig, build_discriminator, build_encoder
   keras.utils.set_random_seed(seed)
   model_config = ModelConfig.from_dict(run_config["model"])
   return (build_encoder(model_config, image_size), build_discriminator(model_config, image_size))
@@ -181,7 +182,8 @@ def _batches(images: np.ndarray, size: int = 256):
 
 def stl10_probes(networks, config: EvalConfig, data_dir: str | None) -> dict[str, Any]:
   """The thesis's STL-10 table: trained/random encoder and discriminator (+ fine-tuned)."""
-  from lorbms_tf.models import build_discriminator, build_encoder  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from lorbms_tf.models import build_discriminator, build_encoder
   run_config = networks.config
   random_encoder, random_discriminator = _random_networks(run_config, config.seed + 1, 96)
   extractors = [
@@ -428,7 +430,8 @@ def define_flags() -> None:
   flags.DEFINE_boolean("scene_classifier_cache", _E.scene_classifier_cache,
                        "Keep the trained classifier in OUT_DIR and reuse it.")
   flags.DEFINE_integer("probe_epochs", _E.probe.epochs, "Linear-probe epochs (protocol: 200).")
-  flags.DEFINE_integer("probe_batch_size", _E.probe.batch_size, "Linear-probe batch (protocol: 128).")
+  flags.DEFINE_integer("probe_batch_size", _E.probe.batch_size,
+                       "Linear-probe batch (protocol: 128).")
   flags.DEFINE_float("probe_learning_rate", _E.probe.learning_rate, "Probe Adam rate (1e-3).")
   flags.DEFINE_integer("probe_train_images", _E.probe_train_images,
                        "Training images of the lorbms_scenes probes.")

@@ -57,7 +57,8 @@ def test_mix_all_returns_global_donor_indices():
   def mix_fn(batch):  # partner = next image in the batch, for every quadrant
     b = batch.shape[0]
     donor = (np.arange(b) + 1) % b
-    return {"mixed": batch.numpy(), "mask": np.ones((b, 4)), "donor_index": np.tile(donor[:, None], 4)}
+    return {"mixed": batch.numpy(), "mask": np.ones((b, 4)),
+            "donor_index": np.tile(donor[:, None], 4)}
 
   out = object_metrics.mix_all(mix_fn, images, batch_size=3)
   assert out["mixed"].shape[0] == 7

@@ -31,8 +31,9 @@ def test_quadrant_probe_per_position_and_baseline():
   rng = np.random.default_rng(0)
   shapes = rng.integers(0, 3, size=(120, 4))
   chunks = np.eye(3)[shapes] * 3.0 + rng.normal(scale=0.3, size=(120, 4, 3))  # [N, 4, C]
+  config = linear_probe.ProbeConfig(epochs=20, batch_size=64, learning_rate=1e-2)
   result = linear_probe.quadrant_probe(chunks[:80], shapes[:80], chunks[80:], shapes[80:], 3,
-                                       linear_probe.ProbeConfig(epochs=20, batch_size=64, learning_rate=1e-2))
+                                       config)
   assert result.accuracy > 0.9 and result.num_params == 3 * 3 + 3
   assert {f"accuracy_{q}" for q in ("TL", "TR", "BL", "BR")} <= set(result.extra)
   assert 0.2 < result.extra["majority_baseline"] < 0.6

@@ -42,13 +42,15 @@ def test_write_report_files(tmp_path):
   donors = np.stack([images[::-1]] * 4, axis=1)
   grid = report.mixing_grid(images, donors, masks, images, os.path.join(out, "mix.png"),
                             reconstructed=images)
-  transfer = report.transfer_grid(images[:2], images[1:], masks, np.stack([images] * 2), os.path.join(out, "t.png"))
+  transfer = report.transfer_grid(images[:2], images[1:], masks, np.stack([images] * 2),
+                                  os.path.join(out, "t.png"))
   curve = report.plot_series({"scenes_fid": ([0, 10, 20], [50.0, 30.0, np.nan])},
                              os.path.join(out, "curve.png"), "metrics over training")
   metrics = {
       "run": {"workdir": "/w", "step": 20, "dataset": "scenes/64", "num_eval_images": 3},
       "notes": ["a note"],
-      "image_quality": {"mixed": {"title": "I_mix vs test", "classifier": "scenes domain classifier",
+      "image_quality": {"mixed": {"title": "I_mix vs test",
+                                  "classifier": "scenes domain classifier",
                                   "classifier_kind": "scenes", "scenes_fid": 12.5,
                                   "scenes_fid_real_halves": 3.0, "scenes_kid": 0.1,
                                   "scenes_kid_std": float("nan"), "scenes_is": 3.0,

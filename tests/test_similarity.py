@@ -194,13 +194,7 @@ def test_encoder_checkpoint_extractor(tmp_path, scene_data):
   checkpoints.write_config(workdir, {"model": preset.to_dict()})
   manager = tf.train.CheckpointManager(checkpoints.training_checkpoint(model),
                                        os.path.join(workdir, checkpoints.CHECKPOINT_DIR), 1)
-  prefix = manager.save(checkpoint_number=1)
-  saved = [k for k in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-           if k.startswith("encoder/")]
-  if len(saved) < len(model.encoder.weights):
-    pytest.xfail(f"the training checkpoint holds {len(saved)} of the encoder's "
-                 f"{len(model.encoder.weights)} variables (sub-layers kept in Python lists are "
-                 "not tracked by tf.train.Checkpoint): lorbms_tf/checkpoints.py, not similarity")
+  manager.save(checkpoint_number=1)
   ex = extractors.make_extractor(f"encoder:{workdir}")
   images = scene_data["image"][:3]
   expected = model.encoder(extractors.to_unit_range(images), training=False).numpy()

@@ -192,7 +192,8 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
   image = np.asarray(image)
   if image.dtype == np.uint8:
     return image
-  scaled = (image - conventions.IMAGE_MIN) * (255.0 / (conventions.IMAGE_MAX - conventions.IMAGE_MIN))
+  span = conventions.IMAGE_MAX - conventions.IMAGE_MIN
+  scaled = (image - conventions.IMAGE_MIN) * (255.0 / span)
   return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
@@ -328,14 +329,16 @@ def _quality_section(quality: Mapping[str, Any]) -> list[str]:
     out.append("")
     rows = [
         (f"{label}FID", fmt(block.get(prefix + "fid"), 2),
-         f"real vs real (two halves of the test set): {fmt(block.get(prefix + 'fid_real_halves'), 2)}"),
+         "real vs real (two halves of the test set): "
+         + fmt(block.get(prefix + "fid_real_halves"), 2)),
         (f"{label}KID", fmt(block.get(prefix + "kid"), 4),
          f"+- {fmt(block.get(prefix + 'kid_std'), 4)} (standard error; n/a with one block)"),
     ]
     if prefix + "is" in block:
       rows.append((f"{label}IS", mean_sd(block.get(prefix + "is"), block.get(prefix + "is_std"),
                                          percent=False),
-                   f"real images: {mean_sd(block.get(prefix + 'is_real'), block.get(prefix + 'is_real_std'), percent=False)}"))
+                   "real images: " + mean_sd(block.get(prefix + "is_real"),
+                                             block.get(prefix + "is_real_std"), percent=False)))
     out.append(markdown_table(("metric", "value", "for reference"), rows))
     out.append("")
   if any(b.get("classifier_kind") == "scenes" for b in quality.values()):
@@ -351,8 +354,9 @@ def _object_section(metrics: Mapping[str, Any]) -> list[str]:
   out = []
   cls = metrics.get("scene_classifier")
   if cls:
-    out.append(f"Quadrant classifier on real test quadrants: shape {pct(cls.get('shape_accuracy'), 2)}, "
-               f"colour {pct(cls.get('color_accuracy'), 2)}, both {pct(cls.get('object_accuracy'), 2)} "
+    out.append("Quadrant classifier on real test quadrants: shape "
+               f"{pct(cls.get('shape_accuracy'), 2)}, colour {pct(cls.get('color_accuracy'), 2)}, "
+               f"both {pct(cls.get('object_accuracy'), 2)} "
                "(the ceiling for fidelity: it labels the quadrants of I_mix).")
     out.append("")
   transfer = metrics.get("object_transfer")
@@ -395,7 +399,8 @@ def _probe_section(probes: Mapping[str, Any]) -> list[str]:
                                "feature dim", "folds"), rows))
     out.append("")
     out.append("Thesis (200 epochs, 96 px): discriminator "
-               f"{THESIS_RESULTS['stl10_discriminator']}%, encoder {THESIS_RESULTS['stl10_encoder']}% "
+               f"{THESIS_RESULTS['stl10_discriminator']}%, encoder "
+               f"{THESIS_RESULTS['stl10_encoder']}% "
                f"({THESIS_RESULTS['stl10_encoder_fine_tuned']}% fine-tuned), random encoder "
                f"{THESIS_RESULTS['stl10_random_encoder']}%.")
     out.append("")

@@ -209,11 +209,11 @@ def run_embedding_pipeline(source: Mapping[str, Any], output_dir: str, config: E
   pipeline_options: Beam flags, e.g. ["--runner=DataflowRunner", ...]; DirectRunner by default.
   """
   require_beam()
-  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+  from apache_beam.options import pipeline_options as beam_options  # pylint: disable=g-import-not-at-top
   os.makedirs(output_dir, exist_ok=True)
   for stale in glob.glob(os.path.join(output_dir, f"{SHARD_PREFIX}-*")):
     os.remove(stale)  # a rerun with fewer shards must not leave old ones behind
-  options = PipelineOptions(list(pipeline_options) or ["--runner=DirectRunner"])
+  options = beam_options.PipelineOptions(list(pipeline_options) or ["--runner=DirectRunner"])
   prefix = os.path.join(output_dir, SHARD_PREFIX)
   with beam.Pipeline(options=options) as p:
     decoded = (

@@ -38,6 +38,7 @@ DEFAULT_K = 10
 BRUTE_FORCE_BELOW = 5000  # vectors per position; ScaNN brute force is exact and quick below this
 _DUPLICATE_EXTRA = 4  # candidates searched beyond k + 1, to absorb dropped duplicates
 _EXACT_CHUNK_BYTES = 256 << 20  # scratch memory of one exact-search block of distances
+_MAX_LEAVES_TO_SEARCH = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,17 +60,23 @@ def choose_settings(num_vectors: int, k: int = DEFAULT_K,
                     brute_force_below: int = BRUTE_FORCE_BELOW) -> IndexSettings:
   """Index settings scaled with the data size.
 
-  Leaves ~ sqrt(N) keeps both the centroid scan and the per-leaf scan ~sqrt(N) per query.
-  Searching 10% of the leaves (at least 8) and exactly re-scoring the best ~16 x k AH
-  candidates gave recall@10 ~0.96-0.98 on overlapping Gaussian clusters and on whitened scene
-  embeddings in bench/similarity.py, where 5% and a 100-deep reorder gave 0.93-0.94: on
+  Leaves ~ sqrt(N) balances the centroid scan (sqrt(N) centroids) against the leaf sizes
+  (~sqrt(N) vectors each). Searching 10% of the leaves (at least 8) and exactly re-scoring the
+  best ~16 x k AH candidates gave recall@10 ~0.96-0.98 on overlapping Gaussian clusters and on
+  whitened scene embeddings in bench/similarity.py, where 5% and a 100-deep reorder gave
+  0.93-0.94: on
   whitened features every dimension carries equal variance, so 4-bit AH codes rank less
   accurately and the reorder depth matters more than the number of leaves.
+
+  With sqrt(N) leaves, a fixed share of leaves scans a fixed share of the data; the cap of
+  ``_MAX_LEAVES_TO_SEARCH`` keeps the per-query cost bounded, which is fine up to ~10M vectors
+  per position. Past that, shard the index (docs_similarity.md, "at 1B").
   """
   if num_vectors < brute_force_below:
     return IndexSettings(kind="brute_force")
   num_leaves = max(16, int(round(math.sqrt(num_vectors))))
-  leaves_to_search = min(num_leaves, max(8, int(math.ceil(0.1 * num_leaves))))
+  leaves_to_search = min(num_leaves, _MAX_LEAVES_TO_SEARCH,
+                         max(8, int(math.ceil(0.1 * num_leaves))))
   return IndexSettings(
       kind="tree_ah",
       num_leaves=num_leaves,
