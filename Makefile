@@ -18,8 +18,10 @@ $(VENV)/.installed: setup.py
 install: $(VENV)/.installed
 install-test: install
 
+# Train (resumes if WORKDIR has checkpoints), then evaluate into WORKDIR/eval/report.md.
 demo: install
 	$(PY) -m lorbms_tf.train --flagfile=configs/scenes.flags --workdir=$(WORKDIR) --data_dir=$(DATA_DIR)
+	$(PY) -m lorbms_tf.evaluate --flagfile=configs/eval_scenes.flags --workdir=$(WORKDIR) --data_dir=$(DATA_DIR)
 
 test: install-test
 	$(PY) -m pytest -q -n 2 --durations=15 tests

@@ -22,7 +22,7 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": ["pytest>=8", "pytest-xdist>=3.5"],
     # Embedding extraction at scale (issue: similarity): DirectRunner locally, Dataflow/Flink/Spark.
-    "beam": ["apache-beam>=2.60"],
+    "beam": ["apache-beam[tfrecord]>=2.60"],
     # Benchmark-only baselines.
     "bench": ["faiss-cpu>=1.8"],
 }
@@ -39,6 +39,8 @@ setup(
     entry_points={
         "console_scripts": [
             "lorbms-train=lorbms_tf.train:run",
+            "lorbms-evaluate=lorbms_tf.evaluate:run",
+            "lorbms-render=lorbms_tf.render:run",
         ],
     },
 )

@@ -72,7 +72,7 @@ class _Loaded:
   ids: np.ndarray
   images: np.ndarray
   shapes_by_id: np.ndarray | None
-  skip_counts: dict[str, int]
+  skip_counts: dict[str, Any]
 
 
 def load_examples(dataset: str, split: str | None, image_size: int, limit: int | None,
@@ -96,6 +96,12 @@ def load_examples(dataset: str, split: str | None, image_size: int, limit: int |
     if "shapes" in batch:
       shapes.append(batch["shapes"].numpy())
   skip_counts = counter.counts()
+  num_loaded = sum(len(i) for i in ids)
+  if limit is not None and num_loaded >= limit:
+    # Stopped early: examples still inside the parallel decode stage look "unreadable" to the
+    # counter, so that count is unknown here (the other reasons are exact).
+    skip_counts["unreadable"] = None
+    skip_counts["note"] = "stopped at --limit: unreadable images not counted"
   if not ids:
     raise ValueError(f"the dataset {dataset!r} (split {split!r}) is empty: no images to index "
                      f"(skipped: {skip_counts})")
@@ -183,8 +189,8 @@ def run(inputs: SimilarityInputs, output_dir: str) -> SimilarityOutputs:
     timings["embed_seconds"] = time.perf_counter() - start
   try:
     start = time.perf_counter()
-    num_skipped = int(sum(v for key, v in skips.items()
-                          if key in ("unreadable", "too_small", "too_large", "beam_skipped")))
+    num_skipped = int(sum(skips.get(key) or 0
+                          for key in ("unreadable", "too_small", "too_large", "beam_skipped")))
     record = {
         "component": "similarity",
         "inputs": dataclasses.asdict(inputs),

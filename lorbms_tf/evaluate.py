@@ -100,17 +100,14 @@ def make_mix_fn(networks, compile_fn: bool = True):
   ``compile_fn=False`` runs eagerly: cheaper than tracing the generator pass for a handful
   of batches (the per-checkpoint subsets, smoke runs).
   """
-  model, classifier = networks.model, networks.classifier
-  n = conventions.NUM_QUADRANTS
+  model = networks.model
 
   def mix(images):
     out = model.mix_batch(images, training=False)
     mixed = out["mixed"]
-    pairs = tf.concat([tf.repeat(mixed[:, None], n, axis=1),
-                       tf.cast(out["donor_images"], mixed.dtype)], -1)
-    logits = classifier(tf.reshape(pairs, [-1, *pairs.shape[2:]]), training=False)
     return {"mixed": mixed, "reconstructed": out["reconstructed"], "mask": out["mask"],
-            "donor_index": out["donor_index"], "cls_logits": tf.reshape(logits, [-1, n, n])}
+            "donor_index": out["donor_index"],
+            "cls_logits": model.classifier_logits(mixed, out["donor_images"], training=False)}
   return tf.function(mix, reduce_retracing=True) if compile_fn else mix
 
 

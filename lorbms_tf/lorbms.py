@@ -145,7 +145,7 @@ class LorbmsModel(keras.Model):
       out["donor_index"] = donor_index[0]
     return out
 
-  def _classifier_logits(self, mixed, donor_images, training):
+  def classifier_logits(self, mixed, donor_images, training=False):
     """C(I_mix, I_qi) for the 4 quadrants in one batched call: [B, 4, 4]."""
     n = conventions.NUM_QUADRANTS
     pairs = tf.concat([tf.repeat(mixed[:, None], n, axis=1), tf.cast(donor_images, mixed.dtype)], -1)
@@ -162,7 +162,7 @@ class LorbmsModel(keras.Model):
     rec = losses.reconstruction_loss(images, out["reconstructed"], out["cycle"])
     adv = losses.generator_adversarial_loss(fake_logits)
     cls = losses.classifier_loss(
-        self._classifier_logits(out["mixed"], out["donor_images"], training), out["mask"])
+        self.classifier_logits(out["mixed"], out["donor_images"], training), out["mask"])
     dis = losses.discriminator_loss(real_logits, fake_logits)
     c = self.config
     g_loss = c.rec_weight * rec["total"] + c.adv_weight * adv["total"] + c.cls_weight * cls["total"]

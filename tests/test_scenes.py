@@ -124,7 +124,7 @@ def test_occupancy_and_shape_and_colour_frequencies():
 
 
 def test_tiny_builder_prepares_offline_in_generation_order(data_dir):
-  config = scenes_builder.ScenesConfig(name="tiny", resolution=RES, num_train=64, num_test=16)
+  config = scenes_builder.ScenesConfig(name="test64", resolution=RES, num_train=64, num_test=16)
   builder = scenes_builder.LorbmsScenes(config=config, data_dir=data_dir)
   builder.download_and_prepare()
   assert builder.info.splits["train"].num_examples == 64

@@ -433,13 +433,19 @@ def write_report(out_dir: str, metrics: Mapping[str, Any],
                  figures: Mapping[str, str] | None = None) -> dict[str, str]:
   """Writes ``metrics.json`` and ``report.md`` into ``out_dir``; returns their paths.
 
-  ``figures``: {caption: path} of PNGs (relative paths are kept as links relative to out_dir).
+  ``figures``: {caption: path} of PNGs: an existing file's path (absolute or from the working
+  directory), or a name inside out_dir. Links are written relative to out_dir, so the report
+  reads the same wherever the folder is moved.
   """
   os.makedirs(out_dir, exist_ok=True)
   figures = dict(figures or {})
   metrics = dict(metrics)
-  metrics["figures"] = {k: os.path.relpath(v, out_dir) if os.path.isabs(v) else v
-                        for k, v in figures.items()}
+
+  def link(path):
+    on_disk = path if os.path.isabs(path) or os.path.exists(path) else os.path.join(out_dir, path)
+    return os.path.relpath(os.path.abspath(on_disk), os.path.abspath(out_dir))
+
+  metrics["figures"] = {k: link(v) for k, v in figures.items()}
   json_path = write_metrics_json(os.path.join(out_dir, "metrics.json"), metrics)
 
   lines = ["# LORBMS evaluation report", ""]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -402,11 +402,3 @@ def neighbour_precision(ids: np.ndarray, neighbour_ids: np.ndarray, shapes_by_id
       "num_images": int(ids.size),
   }
 
-
-def positions_of(ids: np.ndarray, wanted: Sequence[int]) -> np.ndarray:
-  """Row of each wanted id in the sorted ``ids`` (KeyError for an unknown id)."""
-  wanted = np.asarray(wanted, np.int64)
-  pos = np.searchsorted(ids, wanted)
-  if (pos >= ids.size).any() or (ids[np.minimum(pos, ids.size - 1)] != wanted).any():
-    raise KeyError("some ids are not in the table")
-  return pos

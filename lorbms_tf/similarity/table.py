@@ -4,7 +4,9 @@ Layout of a table directory (a contract; the trainer relies on it):
 
 * ``ids.npy``            int64 [N]        image ids, ascending
 * ``neighbour_ids.npy``  int64 [N, 4, k]  ids (not rows) of the k nearest same-position
-                                          quadrants of other images, nearest first
+                                          quadrants of other images, nearest first (-1, with
+                                          distance +inf, only if fewer than k non-duplicate
+                                          other images exist)
 * ``distances.npy``      float32 [N, 4, k] squared L2, ascending along k
 * ``record.json``        what produced it: extractor, dataset, settings, counts, recall, ...
 * ``searchers/q{i}/``    (optional) serialized ScaNN searcher of position i, rows = ``ids``
