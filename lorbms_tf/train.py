@@ -42,6 +42,8 @@ flags.DEFINE_float("beta_1", _D.beta_1, "Adam beta_1 of all three optimizers.")
 flags.DEFINE_float("rec_weight", _O.rec_weight, "Weight of L_rec in L_G (0 = ablation).")
 flags.DEFINE_float("adv_weight", _O.adv_weight, "Weight of L_adv in L_G (0 = ablation).")
 flags.DEFINE_float("cls_weight", _O.cls_weight, "Weight of L_cls in L_G (0 = ablation).")
+flags.DEFINE_integer("adv_warmup_steps", _O.adv_warmup_steps,
+                     "Ours: ramp adv_weight linearly from 0 over N iterations (0 = off, thesis).")
 flags.DEFINE_integer("generator_steps", _O.generator_steps, "G updates per iteration (thesis: 2).")
 flags.DEFINE_integer("partner_k", _O.partner_k, "Neighbour rank r is drawn from 0..k-1.")
 flags.DEFINE_float("threshold_quantile", _O.threshold_quantile, "Constraint 3 threshold quantile.")
@@ -70,7 +72,8 @@ def config_from_flags() -> train_lib.TrainConfig:
       raise ValueError(f"--profile_steps takes A,B, got {','.join(FLAGS.profile_steps)}")
     profile = tuple(int(v) for v in FLAGS.profile_steps)
   objective = LorbmsConfig(rec_weight=FLAGS.rec_weight, adv_weight=FLAGS.adv_weight,
-                           cls_weight=FLAGS.cls_weight, generator_steps=FLAGS.generator_steps,
+                           cls_weight=FLAGS.cls_weight, adv_warmup_steps=FLAGS.adv_warmup_steps,
+                           generator_steps=FLAGS.generator_steps,
                            partner_k=FLAGS.partner_k, threshold_quantile=FLAGS.threshold_quantile,
                            seed=FLAGS.seed)
   return train_lib.TrainConfig(

@@ -179,3 +179,17 @@ def test_train_config_validation():
   with pytest.raises(ValueError, match="TF_CONFIG"):
     os.environ.pop("TF_CONFIG", None)
     train_lib.make_strategy("multi_worker")
+
+
+def test_adversarial_warmup_ramps_the_gan_weight_linearly():
+  model = tiny_model(adv_warmup_steps=4)
+  data = scenes_batch(4)
+  for iteration, share in [(0, 0.25), (1, 0.5), (7, 1.0)]:
+    model.iteration.assign(iteration)
+    _, v = model.compute_losses(data, training=False)
+    c = model.config
+    expected = (c.rec_weight * v["rec_loss"] + share * c.adv_weight * v["adv_loss"]
+                + c.cls_weight * v["cls_loss"])
+    np.testing.assert_allclose(float(v["g_loss"]), float(expected), rtol=1e-5)
+  with pytest.raises(ValueError, match="adv_warmup_steps"):
+    LorbmsConfig(adv_warmup_steps=-1)
