@@ -104,6 +104,9 @@ def test_smoke_run_writes_checkpoints_config_grids_and_tensorboard(smoke_workdir
   assert {"train/rec_loss", "train/d_loss", "train/cls_loss", "perf/images_per_second",
           "learning_rate/classifier"} <= tags
   assert any(t.startswith("mixed_scenes") for t in tags)
+  traces = tf.io.gfile.glob(os.path.join(smoke_workdir, checkpoints.TENSORBOARD_DIR,
+                                         "plugins", "profile", "*", "*.xplane.pb"))
+  assert traces, "no profiler trace for --profile_steps"
   networks = checkpoints.restore_networks(smoke_workdir)
   assert networks.step == SMOKE_STEPS
   out = networks.model.mix_batch(tf.zeros([3, 64, 64, 3]))
@@ -193,3 +196,20 @@ def test_adversarial_warmup_ramps_the_gan_weight_linearly():
     np.testing.assert_allclose(float(v["g_loss"]), float(expected), rtol=1e-5)
   with pytest.raises(ValueError, match="adv_warmup_steps"):
     LorbmsConfig(adv_warmup_steps=-1)
+
+
+def test_mixed_precision_step_keeps_float32_weights_and_finite_losses():
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    model = train_lib.build_model(train_lib.TrainConfig(workdir="unused", preset="tiny",
+                                                        batch_size=4, mixed_precision=True))
+    assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.decoder.compute_dtype == "float16"
+    before = [v.numpy().copy() for v in model.encoder.trainable_variables]
+    values = model.train_step(scenes_batch(4))
+    assert all(np.isfinite(float(v)) for v in values.values())
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    assert any(not np.array_equal(a, v.numpy())
+               for a, v in zip(before, model.encoder.trainable_variables))
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
