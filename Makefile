@@ -30,6 +30,7 @@ bench: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/input_pipeline.py --data_dir=$(DATA_DIR)
 	$(PY) bench/train_throughput.py
+	$(PY) bench/similarity.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
