@@ -213,3 +213,21 @@ def test_mixed_precision_step_keeps_float32_weights_and_finite_losses():
                for a, v in zip(before, model.encoder.trainable_variables))
   finally:
     keras.mixed_precision.set_global_policy("float32")
+
+
+def test_two_generator_updates_per_iteration_as_in_the_thesis():
+  model = tiny_model(generator_steps=2)
+  values = model.train_step(scenes_batch(4))
+  assert int(model.g_optimizer.iterations.numpy()) == 2
+  assert int(model.d_optimizer.iterations.numpy()) == 1
+  assert int(model.c_optimizer.iterations.numpy()) == 1
+  assert int(model.iteration.numpy()) == 1 and np.isfinite(float(values["g_loss"]))
+
+
+def test_train_step_compiles_with_xla():
+  # --jit_compile is on by default with a GPU; the step, RNG draws included, must compile.
+  model = tiny_model()
+  step = tf.function(model.train_step, jit_compile=True)
+  values = step(scenes_batch(4))
+  assert all(np.isfinite(float(v)) for v in values.values())
+  assert int(model.iteration.numpy()) == 1
