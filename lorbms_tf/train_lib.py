@@ -61,7 +61,7 @@ class TrainConfig:
     if self.partners not in PARTNERS:
       raise ValueError(f"unknown partners {self.partners!r}; choose one of {PARTNERS}")
     if self.partners == "index" and not self.neighbour_table:
-      raise ValueError("--partners=index needs --neighbour_table=DIR (written by components/similarity.py)")
+      raise ValueError("--partners=index needs --neighbour_table=DIR (written by components/similarity)")
     for name in ("batch_size", "total_steps", "checkpoint_every", "log_every", "image_every",
                  "steps_per_execution", "keep_checkpoints"):
       if getattr(self, name) < 1:

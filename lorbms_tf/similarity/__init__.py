@@ -10,7 +10,7 @@ found with one ScaNN index per position over quadrant embeddings, stored as a ne
 * ``beam_pipeline``: the embedding step as an Apache Beam pipeline, for large corpora.
 
 ``build_neighbour_table`` below ties index and record together; the CLI is
-``components/similarity.py``.
+``components/similarity``.
 """
 
 from __future__ import annotations
