@@ -1,6 +1,7 @@
 """tf.distribute: MirroredStrategy on 2 logical CPUs equals one device; two local workers train."""
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -59,3 +60,14 @@ def test_multi_worker_training_on_two_local_processes(tmp_path, scenes_data_dir)
   assert not os.path.exists(os.path.join(workdir, "worker_tmp_1"))
   with open(os.path.join(workdir, "train_summary.json")) as f:
     assert json.load(f)["step"] == 4
+
+
+def test_training_run_under_mirrored_strategy(tmp_path, scenes_data_dir):
+  workdir = str(tmp_path / "run")
+  result = subprocess.run([sys.executable, "tests/scripts/mirrored_fit.py", workdir, scenes_data_dir],
+                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=400)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report["replicas"] == 2 and report["step"] == 4 and report["checkpoints"] == [2, 4]
+  assert math.isfinite(report["g_loss"])
+  assert os.path.exists(os.path.join(workdir, checkpoints.GRIDS_DIR, "mixed_scenes.png"))
