@@ -59,6 +59,22 @@ def image_quadrants(images: tf.Tensor) -> tf.Tensor:
   return tf.reshape(grid, [b, NUM_QUADRANTS, h // GRID, w // GRID, c])
 
 
+def uint8_to_unit(images) -> np.ndarray:
+  """uint8 [0, 255] (numpy) -> float32 in [IMAGE_MIN, IMAGE_MAX]. (In tf.data graphs, use
+  lorbms_tf.data.preprocess.to_unit_range, the same mapping as TF ops.)"""
+  scale = (IMAGE_MAX - IMAGE_MIN) / 255.0
+  return np.asarray(images).astype(np.float32) * scale + IMAGE_MIN
+
+
+def unit_to_uint8(images) -> np.ndarray:
+  """Float in [IMAGE_MIN, IMAGE_MAX] -> uint8 (rounded, clipped); uint8 input passes through."""
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images
+  scaled = (images.astype(np.float32) - IMAGE_MIN) * (255.0 / (IMAGE_MAX - IMAGE_MIN))
+  return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
 def mask_to_string(mask: Sequence[int] | np.ndarray) -> str:
   """[4] mask of {0, 1} -> "0010"."""
   values = np.asarray(mask).astype(int).reshape(-1)

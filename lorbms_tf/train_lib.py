@@ -21,6 +21,7 @@ from lorbms_tf.models import ModelConfig, get_preset
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PARTNERS = ("batch", "index")
+PREVIEW_IMAGES = 8  # rows of the training image grids
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +158,10 @@ def _datasets(config: TrainConfig, strategy, seed: int):
     def dataset_fn():
       return pipeline.train_dataset(config.dataset, config.batch_size, data_dir=config.data_dir,
                                     seed=seed, flip=config.flip)
-  preview = next(iter(dataset_fn()))["image"][:8]
+  # The grids' fixed batch: the first central crops of the training split. (Taking it from
+  # dataset_fn() would fill the whole shuffle buffer once more just for 8 images.)
+  preview = next(iter(pipeline.eval_dataset(config.dataset, None, batch_size=PREVIEW_IMAGES,
+                                            data_dir=config.data_dir)))["image"]
   return dataset_fn, preview, objective
 
 

@@ -10,11 +10,7 @@ from lorbms_tf import conventions
 GRID_COLUMNS = ("reference", "donor TL", "donor TR", "donor BL", "donor BR", "mask", "mixed", "cycle")
 
 
-def to_uint8(images) -> np.ndarray:
-  """[-1, 1] floats -> uint8."""
-  images = np.asarray(images, np.float32)
-  scale = (conventions.IMAGE_MAX - conventions.IMAGE_MIN) / 255.0
-  return np.clip(np.round((images - conventions.IMAGE_MIN) / scale), 0, 255).astype(np.uint8)
+to_uint8 = conventions.unit_to_uint8  # [-1, 1] floats -> uint8
 
 
 def mask_image(mask, size: int) -> np.ndarray:

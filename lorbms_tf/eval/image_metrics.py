@@ -267,7 +267,7 @@ class SceneClassifier:
     "shape_logits": [N, 4, S]} for float [-1, 1] (or uint8) images."""
     images = np.asarray(images)
     if images.dtype == np.uint8:  # run_classifier feeds float32: convert the range first
-      images = images.astype(np.float32) / 127.5 - 1.0
+      images = conventions.uint8_to_unit(images)
     outputs = run_classifier(self._forward, images, batch_size)
     return {
         "features": outputs["features"],

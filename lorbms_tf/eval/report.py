@@ -187,14 +187,7 @@ def plot_loss_curves(scalars: Mapping[str, tuple[np.ndarray, np.ndarray]], path:
 # Image grids
 # --------------------------------------------------------------------------------------------
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-  """float [-1, 1] (or uint8) image -> uint8 [H, W, 3]."""
-  image = np.asarray(image)
-  if image.dtype == np.uint8:
-    return image
-  span = conventions.IMAGE_MAX - conventions.IMAGE_MIN
-  scaled = (image - conventions.IMAGE_MIN) * (255.0 / span)
-  return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+to_uint8 = conventions.unit_to_uint8  # float [-1, 1] (or uint8) -> uint8
 
 
 def mask_image(mask: Sequence[float], size: int) -> np.ndarray:

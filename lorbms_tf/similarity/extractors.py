@@ -48,9 +48,7 @@ def quadrant_crops(images: np.ndarray) -> np.ndarray:
                       w // conventions.GRID, c)
 
 
-def to_unit_range(images: np.ndarray) -> np.ndarray:
-  """uint8 [0, 255] -> float32 [-1, 1], the project's image range."""
-  return images.astype(np.float32) * (2.0 / 255.0) - 1.0
+to_unit_range = conventions.uint8_to_unit  # uint8 [0, 255] -> float32 [-1, 1]
 
 
 def _check_images(images: np.ndarray) -> np.ndarray:
@@ -132,7 +130,7 @@ class PixelsExtractor(Extractor):
     fh, fw = h // self.grid, w // self.grid
     small = crops.reshape(n, q, self.grid, fh, self.grid, fw, c).mean(axis=(3, 5),
                                                                       dtype=np.float32)
-    return (small * (2.0 / 255.0) - 1.0).reshape(n, q, -1)
+    return conventions.uint8_to_unit(small).reshape(n, q, -1)
 
   def fit(self, images: np.ndarray) -> "PixelsExtractor":
     """PCA (numpy SVD) on the quadrants of up to ``fit_samples`` images (all positions)."""
