@@ -1,7 +1,9 @@
-"""Keras callbacks of a training run: checkpoints, logging/TensorBoard, image grids, profiler."""
+"""Keras callbacks of a training run: checkpoints, logging/TensorBoard, image grids, light
+evaluation, profiler."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -92,6 +94,10 @@ class MonitorCallback(keras.callbacks.Callback):
         tf.summary.scalar(f"learning_rate/{name}", float(optimizer.learning_rate.numpy()))
     self.writer.flush()
     self.last_time, self.last_step = now, step
+    # The next line's losses are the mean over the next `log_every` iterations, not since
+    # the epoch began (Keras resets its trackers only per epoch).
+    for metric in self.model.metrics:
+      metric.reset_state()
 
 
 class ImageGridCallback(keras.callbacks.Callback):
@@ -124,6 +130,61 @@ class ImageGridCallback(keras.callbacks.Callback):
   def on_train_end(self, logs=None):
     if not getattr(self.model, "stopped_on_non_finite", False):
       self.write()
+
+
+EVAL_HISTORY_FILE = "eval_history.jsonl"
+
+
+def read_eval_history(workdir: str) -> list[dict]:
+  """The rows EvalCallback wrote, one per evaluated step (a re-evaluated step: the last row)."""
+  path = os.path.join(workdir, EVAL_HISTORY_FILE)
+  if not tf.io.gfile.exists(path):
+    return []
+  rows = {}
+  with tf.io.gfile.GFile(path) as f:
+    for line in f:
+      if line.strip():
+        row = json.loads(line)
+        rows[row["step"]] = row
+  return [rows[step] for step in sorted(rows)]
+
+
+class EvalCallback(keras.callbacks.Callback):
+  """Every `every` iterations and at the end: the light evaluation (``ScenesEvaluator``) of the
+  current networks, to the log, TensorBoard (``eval/*``) and WORKDIR/eval_history.jsonl, so a
+  collapse shows while the run goes on."""
+
+  def __init__(self, evaluator, writer, workdir: str, every: int):
+    super().__init__()
+    self.evaluator, self.writer, self.every = evaluator, writer, every
+    self.path = os.path.join(workdir, EVAL_HISTORY_FILE)
+    self.last_step = None
+
+  def evaluate(self):
+    step = _iteration(self.model)
+    if step == self.last_step:
+      return
+    start = time.perf_counter()
+    row = self.evaluator.run(self.model)
+    seconds = time.perf_counter() - start
+    logging.info("eval step %d (%.1f s): %s", step, seconds,
+                 " ".join(f"{k}={v:.4f}" for k, v in row.items()))
+    with self.writer.as_default(step=step):
+      for name, value in row.items():
+        tf.summary.scalar(f"eval/{name}", value)
+      tf.summary.scalar("perf/eval_seconds", seconds)
+    self.writer.flush()
+    with tf.io.gfile.GFile(self.path, "a") as f:
+      f.write(json.dumps({"step": step, **row, "seconds": round(seconds, 2)}) + "\n")
+    self.last_step = step
+
+  def on_train_batch_end(self, batch, logs=None):
+    if _iteration(self.model) % self.every == 0:
+      self.evaluate()
+
+  def on_train_end(self, logs=None):
+    if not getattr(self.model, "stopped_on_non_finite", False):
+      self.evaluate()
 
 
 class ProfilerCallback(keras.callbacks.Callback):

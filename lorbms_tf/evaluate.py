@@ -22,7 +22,6 @@ This module and render.py are the only ones besides train.py that read FLAGS; th
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 from typing import Any
@@ -34,9 +33,10 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from lorbms_tf import checkpoints, conventions
-from lorbms_tf.eval import image_metrics, linear_probe, object_metrics, report
+from lorbms_tf.eval import (image_metrics, linear_probe, object_metrics, report, scenes_eval,
+                            supervised)
 
-_SCENES_SHAPES = 7   # scenes.NUM_SHAPES, incl. "empty" (kept literal: importing tfds is slow)
+_SCENES_SHAPES = scenes_eval.NUM_SHAPE_CLASSES
 TRANSFER_MASKS = ("1000", "0100", "0010", "0001", "1001", "0111")
 
 
@@ -54,6 +54,7 @@ class EvalConfig:
   fid_model: str | None = None
   scene_classifier: image_metrics.SceneClassifierConfig = image_metrics.SceneClassifierConfig()
   scene_classifier_cache: bool = True    # keep it in OUT_DIR for the next evaluation
+  supervised_steps: int = 600            # supervised-ceiling probe row (0 = off)
   probe: linear_probe.ProbeConfig = linear_probe.ProbeConfig(epochs=30)
   probe_train_images: int = 2000
   stl10: bool = False
@@ -95,27 +96,15 @@ def load_split(dataset: str, split: str, limit: int | None, data_dir: str | None
 # --------------------------------------------------------------------------------------------
 
 def make_mix_fn(networks, compile_fn: bool = True):
-  """I_mix for a batch exactly as in training (batch partners), plus I_hat and C's logits.
-
-  ``compile_fn=False`` runs eagerly: cheaper than tracing the generator pass for a handful
-  of batches (the per-checkpoint subsets, smoke runs).
-  """
-  model = networks.model
-
-  def mix(images):
-    out = model.mix_batch(images, training=False)
-    mixed = out["mixed"]
-    return {"mixed": mixed, "reconstructed": out["reconstructed"], "mask": out["mask"],
-            "donor_index": out["donor_index"],
-            "cls_logits": model.classifier_logits(mixed, out["donor_images"], training=False)}
-  return tf.function(mix, reduce_retracing=True) if compile_fn else mix
+  """I_mix, I_hat, mask, donors and C's logits for a batch, exactly as in training."""
+  return scenes_eval.make_mix_fn(networks.model, compile_fn)
 
 
 def _worth_compiling(num_images: int, batch_size: int) -> bool:
   return num_images > 8 * batch_size
 
 
-_MIX_KEYS = ("mixed", "reconstructed", "mask", "donor_index", "cls_logits")
+_MIX_KEYS = scenes_eval.MIX_KEYS
 
 
 def _random_networks(run_config: dict[str, Any], seed: int, image_size: int = 64):
@@ -140,35 +129,27 @@ def _copy_network(network, builder, run_config, image_size):
 # Parts of the evaluation
 # --------------------------------------------------------------------------------------------
 
-def scenes_object_metrics(scene_classifier, test, mixes) -> dict[str, Any]:
-  """Fidelity of object transfer, by shape and by shape + colour."""
-  pred = scene_classifier.predict(mixes["mixed"])
-  donor_shapes = object_metrics.donor_labels(test["shapes"], mixes["donor_index"])
-  donor_colors = object_metrics.donor_labels(test["colors"], mixes["donor_index"])
-  return {
-      "shape": object_metrics.object_transfer_fidelity(
-          pred["shapes"], test["shapes"], donor_shapes, mixes["mask"]),
-      "shape + colour": object_metrics.object_transfer_fidelity(
-          object_metrics.object_ids(pred["shapes"], pred["colors"]),
-          object_metrics.object_ids(test["shapes"], test["colors"]),
-          object_metrics.object_ids(donor_shapes, donor_colors), mixes["mask"]),
-  }
-
-
-def scenes_probes(encoders: dict[str, Any], train, test, config: linear_probe.ProbeConfig
-                  ) -> dict[str, dict[str, Any]]:
-  """Per-quadrant and whole-image probes for each named encoder (e.g. trained, random)."""
-  quadrant, whole = {}, {}
-  for name, encoder in encoders.items():
-    extractor = linear_probe.encoder_extractor(encoder, name)
-    x_train, _ = linear_probe.extract_features(extractor, _batches(train["image"]))
-    x_test, _ = linear_probe.extract_features(extractor, _batches(test["image"]))
-    q = conventions.NUM_QUADRANTS
-    quadrant[name] = linear_probe.quadrant_probe(
-        x_train.reshape(len(x_train), q, -1), train["shapes"],
-        x_test.reshape(len(x_test), q, -1), test["shapes"], _SCENES_SHAPES, config).to_dict()
+def scenes_probes(evaluator: scenes_eval.ScenesEvaluator, trained_encoder, random_encoder,
+                  run_config: dict[str, Any], config: EvalConfig) -> dict[str, dict[str, Any]]:
+  """What the chunks hold: per-quadrant shape and colour probes of the trained encoder, beside
+  raw pixels, a random encoder and the supervised ceiling; and the whole-image probe."""
+  quadrant = {"trained encoder": evaluator.probes(trained_encoder)}
+  quadrant.update(evaluator.baseline_rows(random_encoder))
+  if config.supervised_steps:
+    from lorbms_tf.models import ModelConfig  # pylint: disable=import-outside-toplevel
+    ceiling = supervised.train_supervised_encoder(
+        ModelConfig.from_dict(run_config["model"]), evaluator.train,
+        supervised.SupervisedConfig(steps=config.supervised_steps, seed=config.seed))
+    quadrant[f"supervised encoder ({config.supervised_steps} steps on the labels)"] = (
+        evaluator.probes(ceiling))
+  whole = {}
+  for name, encoder in (("trained encoder", trained_encoder), ("random encoder", random_encoder)):
+    features = {split: scenes_eval.chunk_features(encoder, data["image"]).reshape(
+        len(data["image"]), -1) for split, data in (("train", evaluator.train),
+                                                    ("test", evaluator.test))}
     whole[name] = linear_probe.whole_image_probe(
-        x_train, train["label"], x_test, test["label"], _SCENES_SHAPES, config).to_dict()
+        features["train"], evaluator.train["label"], features["test"], evaluator.test["label"],
+        _SCENES_SHAPES, config.probe).to_dict()
   return {"scenes_quadrant": quadrant, "scenes_image": whole}
 
 
@@ -210,26 +191,20 @@ def stl10_probes(networks, config: EvalConfig, data_dir: str | None) -> dict[str
   return {"protocol": protocol, "table": {k: v.to_dict() for k, v in table.items()}}
 
 
-def checkpoint_metrics(networks, test, train, batch_size: int, scene_classifier,
-                       probe_config: linear_probe.ProbeConfig, inception=None) -> dict[str, float]:
-  """The cheap per-checkpoint subset plotted against the training step."""
-  mix_fn = make_mix_fn(networks, _worth_compiling(len(test["image"]), batch_size))
-  mixes = object_metrics.mix_all(mix_fn, test["image"], batch_size, _MIX_KEYS)
-  row: dict[str, float] = {
-      "rec_l1": float(np.mean(np.abs(mixes["reconstructed"] - test["image"]))),
-      "mask_cls_accuracy": object_metrics.mask_classifier_accuracy(
-          mixes["cls_logits"], mixes["mask"])["accuracy"],
-  }
+def checkpoint_metrics(networks, evaluator: scenes_eval.ScenesEvaluator | None, test,
+                       batch_size: int, inception=None) -> dict[str, float]:
+  """The light evaluation of one checkpoint (``ScenesEvaluator.run`` on lorbms_scenes)."""
+  if evaluator is not None:
+    row = evaluator.run(networks.model)
+  else:
+    mixes = object_metrics.mix_all(make_mix_fn(networks), test["image"], batch_size, _MIX_KEYS)
+    row = {"rec_l1": float(np.mean(np.abs(mixes["reconstructed"] - test["image"]))),
+           "mask_cls_accuracy": object_metrics.mask_classifier_accuracy(
+               mixes["cls_logits"], mixes["mask"])["accuracy"]}
   if inception is not None:
-    row["fid"] = image_metrics.inception_quality(inception, test["image"], mixes["mixed"])["fid"]
-  if scene_classifier is not None:
-    quality = image_metrics.scenes_quality(scene_classifier, test["image"], mixes["mixed"])
-    row["scenes_fid"] = quality["scenes_fid"]
-    fidelity = scenes_object_metrics(scene_classifier, test, mixes)["shape"]
-    row["fidelity"] = fidelity["fidelity"]
-    row["fidelity_replaced"] = fidelity["fidelity_replaced"]
-    probes = scenes_probes({"encoder": networks.encoder}, train, test, probe_config)
-    row["quadrant_probe"] = probes["scenes_quadrant"]["encoder"]["accuracy"]
+    mixed = object_metrics.mix_all(make_mix_fn(networks), test["image"], batch_size,
+                                   ("mixed",))["mixed"]
+    row["fid"] = image_metrics.inception_quality(inception, test["image"], mixed)["fid"]
   return row
 
 
@@ -304,9 +279,8 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
 
   scene_classifier = None
   if is_scenes:
-    cache = (os.path.join(out_dir, _classifier_cache_name(config.scene_classifier))
-             if config.scene_classifier_cache else None)
-    scene_classifier = image_metrics.train_scene_classifier(config.scene_classifier, cache)
+    scene_classifier = scenes_eval.scene_classifier(
+        out_dir if config.scene_classifier_cache else None, config.scene_classifier)
     metrics["scene_classifier"] = {
         **scene_classifier.accuracy(test["image"], test["shapes"], test["colors"]),
         "train_scenes": config.scene_classifier.train_scenes,
@@ -318,19 +292,21 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
           "title": title, "classifier": "lorbms_scenes domain classifier (scenes FID)",
           "classifier_kind": "scenes",
           **image_metrics.scenes_quality(scene_classifier, test["image"], images)}
-    metrics["object_transfer"] = scenes_object_metrics(scene_classifier, test, mixes)
+    metrics["object_transfer"] = scenes_eval.transfer_fidelity(scene_classifier, test, mixes)
     notes.append("'scenes FID/IS/KID' come from a classifier trained on lorbms_scenes ground "
                  "truth, not Inception: they are comparable only with other scenes numbers.")
     t = lap("scenes_quality_and_objects", t)
   metrics["image_quality"] = quality
 
   probes: dict[str, Any] = {}
-  train = None
+  evaluator = None
   if is_scenes:
     train = load_split(dataset, "train", config.probe_train_images, data_dir)
+    evaluator = scenes_eval.ScenesEvaluator(train, test, scene_classifier, scenes_eval.ScenesEvalConfig(
+        num_test=len(test["image"]), num_probe_train=len(train["image"]),
+        probe_epochs=config.probe.epochs, mixing_batch_size=batch_size, seed=config.seed))
     random_encoder, _ = _random_networks(run_config, config.seed + 1)
-    probes.update(scenes_probes({"trained encoder": networks.encoder,
-                                 "random encoder": random_encoder}, train, test, config.probe))
+    probes.update(scenes_probes(evaluator, networks.encoder, random_encoder, run_config, config))
     t = lap("scenes_probes", t)
   if config.stl10:
     probes["stl10"] = stl10_probes(networks, config, data_dir)
@@ -357,11 +333,16 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
   if config.over_checkpoints:
     history = []
     subset = {k: v[:config.checkpoint_images] for k, v in test.items()}
+    subset_evaluator = None
+    if evaluator is not None:
+      subset_evaluator = scenes_eval.ScenesEvaluator(
+          evaluator.train, subset, scene_classifier,
+          dataclasses.replace(evaluator.config, num_test=len(subset["image"])))
     for step, prefix in checkpoints.list_checkpoints(config.workdir):
       logging.info("checkpoint %d", step)
       nets = checkpoints.restore_networks(prefix)
       history.append({"step": step, **checkpoint_metrics(
-          nets, subset, train, batch_size, scene_classifier, config.probe, inception)})
+          nets, subset_evaluator, subset, batch_size, inception)})
     metrics["over_checkpoints"] = history
     if history:
       names = [k for k in history[0] if k != "step"]
@@ -387,12 +368,6 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
   logging.info("wrote %s and %s", paths["metrics"], paths["report"])
   metrics["paths"] = paths
   return metrics
-
-
-def _classifier_cache_name(cfg: image_metrics.SceneClassifierConfig) -> str:
-  """Weights file name that changes whenever the classifier's settings do."""
-  key = hashlib.sha1(repr(dataclasses.astuple(cfg)).encode()).hexdigest()[:8]
-  return f"scene_classifier_{cfg.train_scenes}x{cfg.epochs}_{key}.weights.h5"
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,6 +407,9 @@ def define_flags() -> None:
   flags.DEFINE_float("probe_learning_rate", _E.probe.learning_rate, "Probe Adam rate (1e-3).")
   flags.DEFINE_integer("probe_train_images", _E.probe_train_images,
                        "Training images of the lorbms_scenes probes.")
+  flags.DEFINE_integer("supervised_steps", _E.supervised_steps,
+                       "Steps of the supervised-ceiling encoder (trained on the quadrant "
+                       "labels, then probed like the others); 0 = no such row.")
   flags.DEFINE_boolean("stl10", _E.stl10, "Run the STL-10 linear-probe protocol (needs stl10 "
                        "prepared in --data_dir).")
   flags.DEFINE_integer("stl10_folds", _E.stl10_folds, "STL-10 folds to train (protocol: 10).")
@@ -459,7 +437,8 @@ def config_from_flags() -> EvalConfig:
       scene_classifier_cache=FLAGS.scene_classifier_cache,
       probe=linear_probe.ProbeConfig(epochs=FLAGS.probe_epochs, batch_size=FLAGS.probe_batch_size,
                                      learning_rate=FLAGS.probe_learning_rate, seed=FLAGS.seed),
-      probe_train_images=FLAGS.probe_train_images, stl10=FLAGS.stl10,
+      probe_train_images=FLAGS.probe_train_images, supervised_steps=FLAGS.supervised_steps,
+      stl10=FLAGS.stl10,
       stl10_folds=FLAGS.stl10_folds, stl10_augment=FLAGS.stl10_augment,
       stl10_fine_tune=FLAGS.stl10_fine_tune, stl10_test_limit=FLAGS.stl10_test_limit,
       over_checkpoints=FLAGS.over_checkpoints, checkpoint_images=FLAGS.checkpoint_images,

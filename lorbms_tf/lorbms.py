@@ -26,6 +26,11 @@ class LorbmsConfig:
   rec_weight: float = 0.904
   adv_weight: float = 0.052
   cls_weight: float = 0.044
+  # Ours (False = the thesis's fixed weight): adv_weight is then the ratio of the adversarial
+  # term's gradient norm to the reconstruction term's, both at the decoder's output layer, and
+  # the weight follows it every step (Esser et al. 2021's adaptive weight). A fixed weight
+  # lets a discriminator that wins early drown reconstruction (see README, what makes it learn).
+  adaptive_adv_weight: bool = False
   # Ours (0 = off, as the thesis): ramp adv_weight linearly from 0 over this many iterations.
   # Measured on lorbms_scenes: the GAN term stalls early reconstruction (see README).
   adv_warmup_steps: int = 0
@@ -51,7 +56,7 @@ class LorbmsConfig:
 
 
 _TRACKED = ("g_loss", "rec_loss", "rec_direct", "rec_cycle", "adv_loss", "cls_loss", "cls_accuracy",
-            "d_loss", "d_real", "d_fake", "replaced_quadrants", "threshold")
+            "d_loss", "d_real", "d_fake", "replaced_quadrants", "threshold", "adv_weight")
 
 
 class LorbmsModel(keras.Model):
@@ -158,6 +163,7 @@ class LorbmsModel(keras.Model):
     return tf.reshape(logits, [-1, n, n])
 
   def compute_losses(self, data, training=True) -> tuple[dict[str, Any], dict[str, tf.Tensor]]:
+    """The generator pass, D, C and every loss part (g_loss with the fixed adv_weight)."""
     out = self.generator_pass(data["image"], data.get("candidates"), data.get("candidate_distances"),
                               training=training)
     images = tf.cast(data["image"], out["mixed"].dtype)
@@ -170,7 +176,7 @@ class LorbmsModel(keras.Model):
         self.classifier_logits(out["mixed"], out["donor_images"], training), out["mask"])
     dis = losses.discriminator_loss(real_logits, fake_logits)
     c = self.config
-    adv_weight = c.adv_weight
+    adv_weight = tf.constant(c.adv_weight, tf.float32)
     if c.adv_warmup_steps:
       ramp = tf.cast(self.iteration + 1, tf.float32) / float(c.adv_warmup_steps)
       adv_weight = c.adv_weight * tf.minimum(ramp, 1.0)
@@ -179,7 +185,7 @@ class LorbmsModel(keras.Model):
                   adv_loss=adv["total"], cls_loss=cls["total"], cls_accuracy=cls["accuracy"],
                   d_loss=dis["total"], d_real=dis["real"], d_fake=dis["fake"],
                   replaced_quadrants=tf.reduce_mean(tf.reduce_sum(out["mask"], -1)),
-                  threshold=tf.cast(out["threshold"], tf.float32))
+                  threshold=tf.cast(out["threshold"], tf.float32), adv_weight=adv_weight)
     return out, values
 
   # --- training -----------------------------------------------------------------------------
@@ -197,11 +203,14 @@ class LorbmsModel(keras.Model):
     g_vars = self.generator_variables
     d_vars = self.discriminator.trainable_variables
     c_vars = self.classifier.trainable_variables
+    adaptive = self.config.adaptive_adv_weight
     for g_step in range(self.config.generator_steps):
       last = g_step == self.config.generator_steps - 1
       # One forward pass serves G, and on the last G step D and C too (persistent tape).
-      with tf.GradientTape(persistent=last) as tape:
+      with tf.GradientTape(persistent=last or adaptive) as tape:
         _, values = self.compute_losses(data, training=True)
+        if adaptive:
+          values = self._adapt_adv_weight(tape, values)
         g_loss = self._scaled(self.g_optimizer, values["g_loss"])
         if last:
           d_loss = self._scaled(self.d_optimizer, values["d_loss"])
@@ -212,6 +221,20 @@ class LorbmsModel(keras.Model):
     del tape
     self.iteration.assign_add(1)
     return self._track(values)
+
+  def _adapt_adv_weight(self, tape, values):
+    """Rescales the adversarial term so that, at the decoder's output layer, its gradient norm
+    is adv_weight (after warm-up) times the reconstruction term's (Esser et al. 2021)."""
+    kernel = self.decoder.output_kernel
+    with tape.stop_recording():  # (ops in here are not recorded: differentiate tensors only)
+      rec_grad = tape.gradient(values["rec_loss"], kernel)
+      adv_grad = tape.gradient(values["adv_loss"], kernel)
+    rec_norm = self.config.rec_weight * tf.norm(tf.cast(rec_grad, tf.float32))
+    ratio = tf.stop_gradient(tf.minimum(
+        rec_norm / (tf.norm(tf.cast(adv_grad, tf.float32)) + 1e-8), 1e4))
+    adv_weight = values["adv_weight"] * ratio
+    g_loss = values["g_loss"] + (adv_weight - values["adv_weight"]) * values["adv_loss"]
+    return {**values, "g_loss": g_loss, "adv_weight": adv_weight}
 
   def test_step(self, data):
     if not isinstance(data, dict):

@@ -15,7 +15,10 @@ from absl import app, flags, logging
 
 from lorbms_tf import train_lib
 from lorbms_tf.lorbms import LorbmsConfig
+from lorbms_tf.eval.image_metrics import SceneClassifierConfig
+from lorbms_tf.eval.scenes_eval import ScenesEvalConfig
 from lorbms_tf.models import PRESETS
+from lorbms_tf.models.layers import NORMS
 
 _D = train_lib.TrainConfig(workdir="")
 _O = LorbmsConfig()
@@ -24,6 +27,12 @@ flags.DEFINE_string("workdir", None, "Run directory: checkpoints, TensorBoard lo
 flags.DEFINE_string("dataset", _D.dataset, "coco | stl10 | celeb_a | scenes | folder:PATH | tfrecord:GLOB")
 flags.DEFINE_string("data_dir", None, "tensorflow_datasets data dir (default: tfds's own)")
 flags.DEFINE_enum("preset", _D.preset, sorted(PRESETS), "Network sizes: coco = the thesis's original.")
+flags.DEFINE_enum("encoder_norm", None, list(NORMS),
+                  "Encoder normalisation over the preset's (thesis: instance).")
+flags.DEFINE_enum("decoder_norm", None, list(NORMS),
+                  "Decoder normalisation over the preset's (thesis: none).")
+flags.DEFINE_enum("decoder_spectral_norm", "preset", ["preset", "true", "false"],
+                  "Spectral norm on the decoder's convs (thesis: true).")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split across replicas).")
 flags.DEFINE_integer("total_steps", _D.total_steps, "Training iterations in all.")
 flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Iterations between checkpoints.")
@@ -42,6 +51,9 @@ flags.DEFINE_float("beta_1", _D.beta_1, "Adam beta_1 of all three optimizers.")
 flags.DEFINE_float("rec_weight", _O.rec_weight, "Weight of L_rec in L_G (0 = ablation).")
 flags.DEFINE_float("adv_weight", _O.adv_weight, "Weight of L_adv in L_G (0 = ablation).")
 flags.DEFINE_float("cls_weight", _O.cls_weight, "Weight of L_cls in L_G (0 = ablation).")
+flags.DEFINE_boolean("adaptive_adv_weight", _O.adaptive_adv_weight,
+                     "Ours: adv_weight is the ratio of the adversarial to the reconstruction "
+                     "gradient norm at the decoder's output layer, kept every step (thesis: off).")
 flags.DEFINE_integer("adv_warmup_steps", _O.adv_warmup_steps,
                      "Ours: ramp adv_weight linearly from 0 over N iterations (0 = off, thesis).")
 flags.DEFINE_integer("generator_steps", _O.generator_steps, "G updates per iteration (thesis: 2).")
@@ -53,9 +65,23 @@ flags.DEFINE_string("neighbour_table", None, "Neighbour table dir for --partners
 flags.DEFINE_enum("strategy", _D.strategy, list(train_lib.STRATEGIES),
                   "tf.distribute strategy (multi_worker reads TF_CONFIG).")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA (auto: GPU only).")
-flags.DEFINE_enum("mixed_precision", "auto", ["auto", "true", "false"], "mixed_float16 (auto: GPU only).")
+flags.DEFINE_enum("precision", "auto", ["auto", *train_lib.PRECISIONS],
+                  "Keras dtype policy (auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU "
+                  "with native bf16, else float32).")
 flags.DEFINE_boolean("flip", _D.flip, "Random horizontal flips (batch partners only).")
-flags.DEFINE_integer("seed", _D.seed, "Seed of data order, crops and mixing draws.")
+flags.DEFINE_integer("seed", _D.seed, "Seed of initial weights, data order, crops and mixing draws.")
+flags.DEFINE_boolean("deterministic", _D.deterministic,
+                     "Deterministic ops: same flags and seed give the same losses (CPU).")
+flags.DEFINE_integer("eval_every", _D.eval_every,
+                     "Light evaluation (lorbms_scenes: I_hat L1, shape/colour probes, fidelity, "
+                     "scenes FID) every N iterations and at the end; 0 = off.")
+flags.DEFINE_integer("eval_test_scenes", _D.eval_config.num_test, "Test scenes of --eval_every.")
+flags.DEFINE_integer("eval_probe_scenes", _D.eval_config.num_probe_train,
+                     "Training scenes the --eval_every probes learn from.")
+flags.DEFINE_integer("eval_classifier_scenes", _D.eval_config.classifier.train_scenes,
+                     "Scenes the --eval_every domain classifier (fidelity, scenes FID) trains on.")
+flags.DEFINE_integer("eval_classifier_epochs", _D.eval_config.classifier.epochs,
+                     "Its epochs (it is trained once and cached).")
 flags.mark_flag_as_required("workdir")
 
 FLAGS = flags.FLAGS
@@ -63,6 +89,10 @@ FLAGS = flags.FLAGS
 
 def _tristate(value: str) -> bool | None:
   return None if value == "auto" else value == "true"
+
+
+def _preset_or_bool(value: str) -> bool | None:
+  return None if value == "preset" else value == "true"
 
 
 def config_from_flags() -> train_lib.TrainConfig:
@@ -73,11 +103,14 @@ def config_from_flags() -> train_lib.TrainConfig:
     profile = tuple(int(v) for v in FLAGS.profile_steps)
   objective = LorbmsConfig(rec_weight=FLAGS.rec_weight, adv_weight=FLAGS.adv_weight,
                            cls_weight=FLAGS.cls_weight, adv_warmup_steps=FLAGS.adv_warmup_steps,
+                           adaptive_adv_weight=FLAGS.adaptive_adv_weight,
                            generator_steps=FLAGS.generator_steps,
                            partner_k=FLAGS.partner_k, threshold_quantile=FLAGS.threshold_quantile,
                            seed=FLAGS.seed)
   return train_lib.TrainConfig(
       workdir=FLAGS.workdir, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, preset=FLAGS.preset,
+      encoder_norm=FLAGS.encoder_norm, decoder_norm=FLAGS.decoder_norm,
+      decoder_spectral_norm=_preset_or_bool(FLAGS.decoder_spectral_norm),
       batch_size=FLAGS.batch_size, total_steps=FLAGS.total_steps,
       checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
       log_every=FLAGS.log_every, image_every=FLAGS.image_every,
@@ -87,7 +120,12 @@ def config_from_flags() -> train_lib.TrainConfig:
       c_decay_steps=FLAGS.c_decay_steps, c_decay_rate=FLAGS.c_decay_rate, beta_1=FLAGS.beta_1,
       objective=objective, partners=FLAGS.partners, neighbour_table=FLAGS.neighbour_table,
       strategy=FLAGS.strategy, jit_compile=_tristate(FLAGS.jit_compile),
-      mixed_precision=_tristate(FLAGS.mixed_precision), flip=FLAGS.flip, seed=FLAGS.seed)
+      precision=None if FLAGS.precision == "auto" else FLAGS.precision, flip=FLAGS.flip, seed=FLAGS.seed,
+      deterministic=FLAGS.deterministic, eval_every=FLAGS.eval_every,
+      eval_config=ScenesEvalConfig(
+          num_test=FLAGS.eval_test_scenes, num_probe_train=FLAGS.eval_probe_scenes,
+          classifier=SceneClassifierConfig(train_scenes=FLAGS.eval_classifier_scenes,
+                                           epochs=FLAGS.eval_classifier_epochs)))
 
 
 def main(argv):

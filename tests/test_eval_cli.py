@@ -77,7 +77,7 @@ def test_evaluate_cli_writes_report(trained_workdir, tmp_path):
   _run("lorbms_tf.evaluate", f"--workdir={trained_workdir}", f"--out_dir={out}",
        f"--fid_model={inception}", "--num_eval_images=16", "--probe_train_images=24",
        "--probe_epochs=1", "--scene_classifier_scenes=32", "--scene_classifier_epochs=1",
-       "--checkpoint_images=8", "--grid_examples=4")
+       "--checkpoint_images=8", "--grid_examples=4", "--supervised_steps=5")
   metrics = json.load(open(os.path.join(out, "metrics.json")))
   assert metrics["run"]["step"] == 2 and metrics["run"]["num_eval_images"] == 16
   quality = metrics["image_quality"]
@@ -85,9 +85,14 @@ def test_evaluate_cli_writes_report(trained_workdir, tmp_path):
   assert 0 <= metrics["object_transfer"]["shape"]["fidelity"] <= 1
   assert 0 <= metrics["mask_classifier"]["accuracy"] <= 1
   probes = metrics["probes"]["scenes_quadrant"]
-  assert set(probes) == {"trained encoder", "random encoder"}
-  assert probes["trained encoder"]["num_params"] == 16 * 7 + 7  # tiny preset: C = 16
-  assert [h["step"] for h in metrics["over_checkpoints"]] == [1, 2]
+  assert set(probes) == {"trained encoder", "random encoder", "raw pixels (8x8x3 per quadrant)",
+                         "supervised encoder (5 steps on the labels)"}
+  for row in probes.values():
+    assert 0 <= row["shape_probe"] <= 1 and 0 <= row["colour_probe"] <= 1
+  assert metrics["probes"]["scenes_image"]["trained encoder"]["num_params"] == 4 * 16 * 7 + 7
+  history = metrics["over_checkpoints"]
+  assert [h["step"] for h in history] == [1, 2]
+  assert {"rec_l1", "shape_probe", "colour_probe", "fidelity_object", "fid"} <= set(history[0])
   text = open(os.path.join(out, "report.md")).read()
   assert "scenes FID" in text and "| FID |" in text
   for name in ("mixed_scenes.png", "object_transfer.png", "metrics_over_training.png",

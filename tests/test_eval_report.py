@@ -60,8 +60,9 @@ def test_write_report_files(tmp_path):
       "object_transfer": {"shape": {"fidelity": 0.5, "fidelity_replaced": 0.4,
                                     "fidelity_kept": 0.6, "num_quadrants": np.int64(12)}},
       "mask_classifier": {"accuracy": 0.7, "balanced_accuracy": 0.6, "majority_baseline": 0.5},
-      "probes": {"scenes_quadrant": {"trained encoder": {"accuracy": 0.6, "num_params": 455,
-                                                         "accuracy_TL": 0.5}},
+      "probes": {"scenes_quadrant": {"trained encoder": {"shape_probe": 0.6, "colour_probe": 0.97,
+                                                         "shape_majority": 0.2},
+                                     "raw pixels": {"shape_probe": 0.33, "colour_probe": 1.0}},
                  "stl10": {"protocol": "2 folds", "table": {"encoder": {
                      "mean": 0.3, "std": 0.01, "accuracies": [0.29, 0.31], "num_params": 17290,
                      "feature_dim": 1728}}}},
@@ -77,6 +78,7 @@ def test_write_report_files(tmp_path):
   text = open(paths["report"]).read()
   assert "scenes FID" in text and "| scenes FID | 12.50 |" in text
   assert "30.0% +- 1.0%" in text and "17,290" in text
+  assert "| trained encoder | 60.0% | 97.0% |" in text and "| raw pixels | 33.0% | 100.0% |" in text
   assert "![mixed scenes](mix.png)" in text
   for path in (grid, transfer, curve):
     assert os.path.getsize(path) > 200

@@ -34,3 +34,4 @@ def test_classifier_targets_and_accuracy():
   out = losses.classifier_loss(perfect, mask)
   assert float(out["total"]) < 1e-6 and float(out["accuracy"]) == 1.0
   assert float(losses.classifier_loss(-perfect, mask)["accuracy"]) == 0.0
+

@@ -45,3 +45,39 @@ def test_unknown_preset_and_bad_sizes_are_clear_errors():
   with pytest.raises(ValueError, match="5 dense blocks"):
     ModelConfig(encoder_blocks=(1, 2))
   assert ModelConfig.from_dict(get_preset("coco").to_dict()) == get_preset("coco")
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch", "pixel", "none"])
+def test_every_normalisation_builds_and_keeps_the_sizes(norm):
+  base = get_preset("tiny")
+  config = ModelConfig(**{**base.to_dict(), "encoder_norm": norm, "decoder_norm": norm,
+                          "decoder_spectral_norm": norm != "none"})
+  images = tf.random.uniform([2, 64, 64, 3], -1, 1)
+  encoder, decoder = build_encoder(config), build_decoder(config)
+  chunks = encoder(images, training=True)
+  assert chunks.shape == (2, 2, 2, config.chunk_channels)
+  assert decoder(chunks, training=True).shape == (2, 64, 64, 3)
+  assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_instance_norm_makes_a_chunk_depend_on_the_other_quadrants():
+  """Why the demo's encoder uses batch norm: with the thesis's instance norm, the chunk of an
+  unchanged quadrant moves when another quadrant changes (its statistics are per image), so a
+  chunk is not a description of its own quadrant; with batch norm (inference) it moves far less."""
+  base = get_preset("tiny")
+  images = tf.random.uniform([1, 64, 64, 3], -1, 1, seed=1)
+  changed = tf.concat([images[:, :32], images[:, 32:] * 0.2], axis=1)  # only BL, BR change
+  drift = {}
+  for norm in ("instance", "batch"):
+    tf.keras.utils.set_random_seed(0)
+    encoder = build_encoder(ModelConfig(**{**base.to_dict(), "encoder_norm": norm}))
+    before, after = encoder(images), encoder(changed)
+    tl_tr = lambda c: c[:, 0].numpy()  # noqa: E731  (top row: TL, TR)
+    drift[norm] = float(np.abs(tl_tr(before) - tl_tr(after)).mean()
+                        / (np.abs(tl_tr(before)).mean() + 1e-9))
+  assert drift["instance"] > 2 * drift["batch"], drift
+
+
+def test_unknown_normalisation_is_a_clear_error():
+  with pytest.raises(ValueError, match="unknown normalisation 'layer'"):
+    ModelConfig(encoder_norm="layer")

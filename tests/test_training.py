@@ -202,7 +202,8 @@ def test_mixed_precision_step_keeps_float32_weights_and_finite_losses():
   keras.mixed_precision.set_global_policy("mixed_float16")
   try:
     model = train_lib.build_model(train_lib.TrainConfig(workdir="unused", preset="tiny",
-                                                        batch_size=4, mixed_precision=True))
+                                                        batch_size=4,
+                                                        precision="mixed_float16"))
     assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
     assert model.decoder.compute_dtype == "float16"
     before = [v.numpy().copy() for v in model.encoder.trainable_variables]
@@ -231,3 +232,72 @@ def test_train_step_compiles_with_xla():
   values = step(scenes_batch(4))
   assert all(np.isfinite(float(v)) for v in values.values())
   assert int(model.iteration.numpy()) == 1
+
+
+def _scalars(workdir, tag):
+  from lorbms_tf.eval import report
+  steps, values = report.read_tensorboard_scalars(
+      os.path.join(workdir, checkpoints.TENSORBOARD_DIR))[tag]
+  return dict(zip(steps.tolist(), values.tolist()))
+
+
+def _tiny_run(workdir, data_dir, **overrides):
+  config = dict(workdir=str(workdir), dataset="scenes/tiny", data_dir=data_dir, preset="tiny",
+                batch_size=4, total_steps=4, checkpoint_every=4, log_every=1, image_every=100,
+                deterministic=True, seed=3)
+  config.update(overrides)
+  return train_lib.train(train_lib.TrainConfig(**config))
+
+
+def test_same_flags_and_seed_give_the_same_losses_and_logs_are_window_means(
+    tmp_path, scenes_data_dir):
+  _tiny_run(tmp_path / "a", scenes_data_dir)
+  _tiny_run(tmp_path / "b", scenes_data_dir)
+  _tiny_run(tmp_path / "c", scenes_data_dir, log_every=2)
+  _tiny_run(tmp_path / "d", scenes_data_dir, seed=4)
+  for tag in ("train/rec_loss", "train/d_loss", "train/cls_loss", "train/replaced_quadrants"):
+    a, b = _scalars(tmp_path / "a", tag), _scalars(tmp_path / "b", tag)
+    assert sorted(a) == [1, 2, 3, 4]
+    assert a == b, tag  # bit-identical: initial weights, data order, partner draws, ops
+  # Logged losses are the mean over the last log_every iterations, not since the start.
+  a, c = _scalars(tmp_path / "a", "train/rec_loss"), _scalars(tmp_path / "c", "train/rec_loss")
+  assert sorted(c) == [2, 4]
+  assert c[2] == pytest.approx((a[1] + a[2]) / 2, rel=1e-5)
+  assert c[4] == pytest.approx((a[3] + a[4]) / 2, rel=1e-5)
+  assert _scalars(tmp_path / "d", "train/rec_loss") != a  # the seed matters
+
+
+def test_light_evaluation_runs_while_training_and_at_the_end(tmp_path, scenes_data_dir):
+  from lorbms_tf.eval import scenes_eval
+  from lorbms_tf.eval.image_metrics import SceneClassifierConfig
+  eval_config = scenes_eval.ScenesEvalConfig(
+      num_test=32, num_probe_train=64, probe_epochs=2,
+      classifier=SceneClassifierConfig(train_scenes=64, epochs=1))
+  workdir = tmp_path / "run"
+  _tiny_run(workdir, scenes_data_dir, total_steps=3, eval_every=2, eval_config=eval_config)
+  history = callbacks.read_eval_history(str(workdir))
+  assert [row["step"] for row in history] == [2, 3]  # every 2 iterations, and the last one
+  for row in history:
+    assert set(scenes_eval.HIGHER_IS_BETTER) <= set(row)
+    assert 0 <= row["colour_probe"] <= 1 and 0 <= row["rec_l1"] <= 2
+  assert set(_scalars(workdir, "eval/rec_l1")) == {2, 3}
+  # The domain classifier is cached beside the data for the next run.
+  assert tf.io.gfile.glob(os.path.join(scenes_data_dir, "lorbms_scenes_classifier", "*.h5"))
+  with pytest.raises(ValueError, match="--eval_every needs lorbms_scenes"):
+    _tiny_run(tmp_path / "x", scenes_data_dir, dataset="folder:/nowhere", eval_every=2)
+
+
+def test_adaptive_adversarial_weight_balances_the_gradient_norms():
+  model = tiny_model(adaptive_adv_weight=True, adv_weight=0.3)
+  with tf.GradientTape(persistent=True) as tape:
+    _, values = model.compute_losses(scenes_batch(4), training=False)
+    balanced = model._adapt_adv_weight(tape, values)
+  kernel = model.decoder.output_kernel
+  rec_norm = model.config.rec_weight * tf.norm(tape.gradient(values["rec_loss"], kernel))
+  adv_norm = balanced["adv_weight"] * tf.norm(tape.gradient(values["adv_loss"], kernel))
+  assert float(adv_norm) == pytest.approx(0.3 * float(rec_norm), rel=1e-3)
+  expected = (model.config.rec_weight * values["rec_loss"] + balanced["adv_weight"]
+              * values["adv_loss"] + model.config.cls_weight * values["cls_loss"])
+  assert float(balanced["g_loss"]) == pytest.approx(float(expected), rel=1e-5)
+  step_values = model.train_step(scenes_batch(4))  # and a whole step runs with it
+  assert np.isfinite(float(step_values["adv_weight"])) and float(step_values["adv_weight"]) > 0

@@ -218,20 +218,23 @@ class SceneClassifier:
     q = conventions.NUM_QUADRANTS
     inputs = keras.Input([SCENE_CLASSIFIER_SIZE, SCENE_CLASSIFIER_SIZE, 3], name="image")
     x = inputs
+    # float32 whatever the global dtype policy (a bf16 training run evaluates with it): its
+    # outputs are the yardstick, and FID statistics need the precision.
+    f32 = {"dtype": "float32"}
     strides = [2] * (len(config.filters) - 1) + [1]  # 64 -> 8 px grid
     for i, (filters, stride) in enumerate(zip(config.filters, strides)):
       x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
-                              name=f"conv{i}")(x)
-      x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
-      x = keras.layers.ReLU()(x)
+                              name=f"conv{i}", **f32)(x)
+      x = keras.layers.BatchNormalization(name=f"bn{i}", **f32)(x)
+      x = keras.layers.ReLU(**f32)(x)
     cell = x.shape[1] // conventions.GRID
-    x = keras.layers.MaxPool2D(cell, name="quadrant_pool")(x)  # [B, 2, 2, C], chunk order
-    x = keras.layers.Reshape([q, config.filters[-1]])(x)
+    x = keras.layers.MaxPool2D(cell, name="quadrant_pool", **f32)(x)  # [B, 2, 2, C], chunk order
+    x = keras.layers.Reshape([q, config.filters[-1]], **f32)(x)
     quadrant_features = keras.layers.Dense(config.feature_dim, activation="relu",
-                                           name="quadrant_features")(x)
-    features = keras.layers.Flatten(name="features")(quadrant_features)
-    shapes = keras.layers.Dense(config.num_shapes, name="shapes")(quadrant_features)
-    colors = keras.layers.Dense(config.num_colors, name="colors")(quadrant_features)
+                                           name="quadrant_features", **f32)(x)
+    features = keras.layers.Flatten(name="features", **f32)(quadrant_features)
+    shapes = keras.layers.Dense(config.num_shapes, name="shapes", **f32)(quadrant_features)
+    colors = keras.layers.Dense(config.num_colors, name="colors", **f32)(quadrant_features)
     self.model = keras.Model(inputs, {"features": features, "shapes": shapes, "colors": colors},
                              name="scene_classifier")
 

@@ -381,14 +381,29 @@ def _image_fold_probes(make_extractor, folds, test_batches, config, spec, image_
 # lorbms_scenes probes
 # --------------------------------------------------------------------------------------------
 
+def standardize(train_features: np.ndarray, test_features: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """Zero mean, unit variance per feature, with the *training* rows' statistics.
+
+  A fixed affine map that a linear probe could absorb, so it changes no probe's capacity,
+  only its conditioning: without it, features of very different scales (pixels in [-1, 1],
+  chunks in the hundreds) get very different results from the same Adam budget.
+  """
+  mean = train_features.mean(0, keepdims=True)
+  scale = train_features.std(0, keepdims=True) + 1e-6
+  return (train_features - mean) / scale, (test_features - mean) / scale
+
+
 def quadrant_probe(train_chunks: np.ndarray, train_shapes: np.ndarray, test_chunks: np.ndarray,
                    test_shapes: np.ndarray, num_classes: int,
-                   config: ProbeConfig = ProbeConfig()) -> ProbeResult:
-  """Per-quadrant probe: predict the shape in quadrant i from chunk i alone.
+                   config: ProbeConfig = ProbeConfig(), standardized: bool = False
+                   ) -> ProbeResult:
+  """Per-quadrant probe: predict the label of quadrant i (its shape, or colour) from chunk i.
 
-  One dense layer shared by the four positions (its examples are all (chunk i, shape i)
+  One dense layer shared by the four positions (its examples are all (chunk i, label i)
   pairs), so it asks whether a chunk *on its own* says which object its quadrant holds: the
-  property object transfer relies on. ``*_chunks``: [N, 2, 2, C] (or [N, 4, C]); shapes [N, 4].
+  property object transfer relies on. ``*_chunks``: [N, 2, 2, C] (or [N, 4, C]); labels
+  [N, 4] in 0..num_classes-1. ``standardized``: see ``standardize``.
   Also reports per-position accuracy and the majority-class baseline.
   """
   def as_rows(chunks):
@@ -397,8 +412,10 @@ def quadrant_probe(train_chunks: np.ndarray, train_shapes: np.ndarray, test_chun
 
   y_train = np.asarray(train_shapes, np.int64).reshape(-1)
   y_test = np.asarray(test_shapes, np.int64).reshape(-1)
-  result = train_linear_probe(as_rows(train_chunks), y_train, as_rows(test_chunks), y_test,
-                              num_classes, config)
+  x_train, x_test = as_rows(train_chunks), as_rows(test_chunks)
+  if standardized:
+    x_train, x_test = standardize(x_train, x_test)
+  result = train_linear_probe(x_train, y_train, x_test, y_test, num_classes, config)
   correct = (result.predictions == y_test).reshape(-1, conventions.NUM_QUADRANTS)
   for i, name in enumerate(conventions.QUADRANT_NAMES):
     result.extra[f"accuracy_{name}"] = float(correct[:, i].mean())

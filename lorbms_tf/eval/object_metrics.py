@@ -137,7 +137,10 @@ def mix_all(mix_fn: MixFn, images: np.ndarray, batch_size: int,
     keep = min(batch_size, n - begin)
     out = mix_fn(tf.constant(images[index]))
     for key in keys:
-      value = np.asarray(out[key])
+      value = out[key]
+      if value.dtype.is_floating:  # float32 whatever the model's dtype policy (bf16 sums drift)
+        value = tf.cast(value, tf.float32)
+      value = np.asarray(value)
       if key == "donor_index":
         value = index[value.astype(np.int64)]
       outputs[key].append(value[:keep])

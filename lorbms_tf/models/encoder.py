@@ -24,15 +24,15 @@ class Encoder(keras.Model):
     self.blocks, self.transitions = [], []
     channels = config.encoder_stem_filters
     for num_layers in config.encoder_blocks:
-      self.blocks.append(DenseBlock(num_layers, config.encoder_growth))
+      self.blocks.append(DenseBlock(num_layers, config.encoder_growth, norm=config.encoder_norm))
       channels += num_layers * config.encoder_growth
-      self.transitions.append(TransitionDown(channels))
+      self.transitions.append(TransitionDown(channels, norm=config.encoder_norm))
     self.to_chunks = layers.Conv2D(config.chunk_channels, 1, name="chunks")
 
   def call(self, images, training=False):
     x = self.stem(self.coord(images))
     for block, transition in zip(self.blocks, self.transitions):
-      x = transition(block(x))
+      x = transition(block(x, training=training), training=training)
     return self.to_chunks(x)
 
 

@@ -1,19 +1,68 @@
-"""Building blocks shared by the networks: CoordConv, instance norm, dense blocks."""
+"""Building blocks shared by the networks: CoordConv, normalisation, dense blocks."""
 
 from __future__ import annotations
 
 import keras
 from keras import layers, ops
 
+# Normalisations a network can use (ModelConfig.encoder_norm / decoder_norm):
+#   instance: per sample and channel over all positions (the thesis). On the encoder's last
+#             4x4 map it makes each chunk relative to the other three quadrants of its image.
+#   batch:    per channel over the batch (synchronised across replicas); keeps each sample's
+#             own statistics, so a chunk describes its quadrant alone.
+#   pixel:    per sample and position over channels (layer norm of each feature vector):
+#             never mixes positions, so it cannot carry one quadrant into another's chunk.
+#   none:     no normalisation.
+NORMS = ("instance", "batch", "pixel", "none")
+
+
+def check_norm(kind: str) -> str:
+  if kind not in NORMS:
+    raise ValueError(f"unknown normalisation {kind!r}; choose one of {NORMS}")
+  return kind
+
+
+def norm_layer(kind: str, name: str | None = None) -> layers.Layer:
+  check_norm(kind)
+  if kind == "instance":
+    # Instance norm = group norm with one group per channel (tensorflow-addons is end-of-life).
+    return layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+  if kind == "batch":
+    # momentum 0.9, not Keras's 0.99: inference statistics that follow a run of a few hundred
+    # steps (0.99 still lags the weights by ~100 steps, and early evaluations suffer).
+    return layers.BatchNormalization(momentum=0.9, synchronized=True, name=name)
+  if kind == "pixel":
+    return layers.LayerNormalization(axis=-1, epsilon=1e-5, name=name)
+  return layers.Identity(name=name)
+
 
 def instance_norm(name: str | None = None) -> layers.Layer:
-  # Instance norm = group norm with one group per channel (tensorflow-addons is end-of-life).
-  return layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+  return norm_layer("instance", name)
+
+
+def conv(filters: int, kernel_size: int, strides: int = 1, spectral_norm: bool = False,
+         name: str | None = None) -> layers.Layer:
+  """A 'same'-padded conv, spectrally normalised when asked (SN layers need `training=`)."""
+  layer = layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
+                        name=None if spectral_norm else name)
+  return layers.SpectralNormalization(layer, name=name) if spectral_norm else layer
 
 
 def sn_conv(filters: int, kernel_size: int, strides: int = 1, name: str | None = None) -> layers.Layer:
-  return layers.SpectralNormalization(
-      layers.Conv2D(filters, kernel_size, strides=strides, padding="same"), name=name)
+  return conv(filters, kernel_size, strides, spectral_norm=True, name=name)
+
+
+def call_conv(layer: layers.Layer, x, training=False):
+  """Calls a conv from `conv()`: only SpectralNormalization takes `training` (power iteration)."""
+  if isinstance(layer, layers.SpectralNormalization):
+    return layer(x, training=training)
+  return layer(x)
+
+
+def call_norm(layer: layers.Layer, x, training=False):
+  if isinstance(layer, layers.BatchNormalization):
+    return layer(x, training=training)
+  return layer(x)
 
 
 class CoordConv(layers.Layer):
@@ -37,22 +86,20 @@ class DenseBlock(layers.Layer):
   """`num_layers` layers of [norm], ReLU, 3x3 conv (growth channels), each fed all earlier maps.
 
   Returns the input concatenated with every layer's output (FC-DenseNet down path).
-  `spectral_norm=True` gives the decoder's variant: no norm, spectrally normalised convs.
+  The thesis's encoder uses norm="instance"; its decoder norm="none", spectral_norm=True.
   """
 
-  def __init__(self, num_layers: int, growth: int, spectral_norm: bool = False, **kwargs):
+  def __init__(self, num_layers: int, growth: int, spectral_norm: bool = False,
+               norm: str = "instance", **kwargs):
     super().__init__(**kwargs)
     self.num_layers, self.growth, self.spectral_norm = num_layers, growth, spectral_norm
-    self.norms = [] if spectral_norm else [instance_norm() for _ in range(num_layers)]
-    self.convs = [
-        sn_conv(growth, 3) if spectral_norm else layers.Conv2D(growth, 3, padding="same")
-        for _ in range(num_layers)
-    ]
+    self.norm = check_norm(norm)
+    self.norms = [norm_layer(norm) for _ in range(num_layers)]
+    self.convs = [conv(growth, 3, spectral_norm=spectral_norm) for _ in range(num_layers)]
 
   def call(self, x, training=False):
-    for i, conv in enumerate(self.convs):
-      h = x if self.spectral_norm else self.norms[i](x)
-      h = conv(ops.relu(h), training=training) if self.spectral_norm else conv(ops.relu(h))
+    for norm, layer in zip(self.norms, self.convs):
+      h = call_conv(layer, ops.relu(call_norm(norm, x, training)), training)
       x = ops.concatenate([x, h], axis=-1)
     return x
 
@@ -61,16 +108,16 @@ class DenseBlock(layers.Layer):
 
 
 class TransitionDown(layers.Layer):
-  """Instance norm, ReLU, 1x1 conv (same width), 2x2 max-pool."""
+  """Norm, ReLU, 1x1 conv (same width), 2x2 max-pool."""
 
-  def __init__(self, filters: int, **kwargs):
+  def __init__(self, filters: int, norm: str = "instance", **kwargs):
     super().__init__(**kwargs)
-    self.norm = instance_norm()
+    self.norm = norm_layer(norm)
     self.conv = layers.Conv2D(filters, 1)
     self.pool = layers.MaxPooling2D(2)
 
-  def call(self, x):
-    return self.pool(self.conv(ops.relu(self.norm(x))))
+  def call(self, x, training=False):
+    return self.pool(self.conv(ops.relu(call_norm(self.norm, x, training))))
 
 
 def count_params(model: keras.Model, trainable_only: bool = True) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from lorbms_tf.models.layers import check_norm
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -19,10 +21,13 @@ class ModelConfig:
   encoder_blocks: tuple[int, ...] = (1, 2, 2, 3, 3)
   encoder_growth: int = 8
   chunk_channels: int = 64  # C of the [B, 2, 2, C] chunk grid
+  encoder_norm: str = "instance"  # layers.NORMS; the thesis: instance norm
   # Decoder: per stage, nearest upsample + 3x3 SN conv, then a dense block of SN convs.
   decoder_up_filters: tuple[int, ...] = (128, 96, 64, 32, 16)
   decoder_blocks: tuple[int, ...] = (3, 2, 2, 1, 1)
   decoder_growth: int = 8
+  decoder_norm: str = "none"  # layers.NORMS; the thesis: none, with spectral norm on every conv
+  decoder_spectral_norm: bool = True
   # PatchGAN discriminator: 4x4 stride-2 convs.
   discriminator_filters: tuple[int, ...] = (32, 64, 96, 128)
   # Quadrant classifier (AlexNet-style with batch norm) on the 6-channel (I_mix, I_qi) pair.
@@ -35,6 +40,8 @@ class ModelConfig:
       raise ValueError(f"encoder_blocks needs 5 dense blocks (64 px -> 2x2), got {self.encoder_blocks}")
     if len(self.decoder_blocks) != 5 or len(self.decoder_up_filters) != 5:
       raise ValueError("decoder_blocks and decoder_up_filters need 5 stages (2x2 -> 64 px)")
+    check_norm(self.encoder_norm)
+    check_norm(self.decoder_norm)
     if len(self.discriminator_filters) != 4:
       raise ValueError("the PatchGAN discriminator has 4 strided convs (64 px -> 4x4 logits)")
 
