@@ -7,7 +7,7 @@ WORKDIR ?= runs/demo
 DATA_DIR ?= $(CURDIR)/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-test demo test bench clean
+.PHONY: install install-test demo test bench bench-learning ablation long clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,22 @@ bench: install
 	$(PY) bench/input_pipeline.py --data_dir=$(DATA_DIR)
 	$(PY) bench/train_throughput.py
 	$(PY) bench/similarity.py
+	$(PY) bench/determinism.py --data_dir=$(DATA_DIR)
+
+# The learning targets (README "What makes it learn"): the demo for 3 seeds (~35 min).
+bench-learning: install
+	$(PY) bench/learning.py --flagfile=configs/scenes.flags --seeds=3 --data_dir=$(DATA_DIR) \
+	    --study_dir=bench/results/learning
+
+# The diagnosis and ablation study: 8 variants x 2 seeds of 500 iterations (~80 min).
+ablation: install
+	$(PY) -m lorbms_tf.ablate --flagfile=configs/ablation.flags --data_dir=$(DATA_DIR) \
+	    --study_dir=runs/ablation
+
+# The long run (at most 1 hour of training), then its evaluation.
+long: install
+	$(PY) -m lorbms_tf.train --flagfile=configs/scenes_long.flags --workdir=runs/long --data_dir=$(DATA_DIR)
+	$(PY) -m lorbms_tf.evaluate --flagfile=configs/eval_scenes.flags --workdir=runs/long --data_dir=$(DATA_DIR)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -57,6 +57,7 @@ class MonitorCallback(keras.callbacks.Callback):
     self.writer, self.batch_size, self.total_steps = writer, batch_size, total_steps
     self.log_every, self.learning_rates, self.manager = log_every, learning_rates, manager
     self.max_seconds = max_seconds
+    self.last_logs: dict[str, float] = {}  # the newest logged window means (the run's summary)
 
   def on_train_begin(self, logs=None):
     self.start_time = self.last_time = time.perf_counter()
@@ -94,6 +95,7 @@ class MonitorCallback(keras.callbacks.Callback):
         tf.summary.scalar(f"learning_rate/{name}", float(optimizer.learning_rate.numpy()))
     self.writer.flush()
     self.last_time, self.last_step = now, step
+    self.last_logs = {name: float(value) for name, value in (logs or {}).items()}
     # The next line's losses are the mean over the next `log_every` iterations, not since
     # the epoch began (Keras resets its trackers only per epoch).
     for metric in self.model.metrics:

@@ -48,6 +48,9 @@ flags.DEFINE_float("c_learning_rate", _D.c_learning_rate, "Adam rate of the clas
 flags.DEFINE_integer("c_decay_steps", _D.c_decay_steps, "Classifier rate x c_decay_rate every N steps.")
 flags.DEFINE_float("c_decay_rate", _D.c_decay_rate, "Classifier rate decay factor.")
 flags.DEFINE_float("beta_1", _D.beta_1, "Adam beta_1 of all three optimizers.")
+flags.DEFINE_integer("lr_decay_steps", _D.lr_decay_steps,
+                     "Ours: G and D rates fall linearly to 0 over the last N iterations "
+                     "(0 = constant, the thesis).")
 flags.DEFINE_float("rec_weight", _O.rec_weight, "Weight of L_rec in L_G (0 = ablation).")
 flags.DEFINE_float("adv_weight", _O.adv_weight, "Weight of L_adv in L_G (0 = ablation).")
 flags.DEFINE_float("cls_weight", _O.cls_weight, "Weight of L_cls in L_G (0 = ablation).")
@@ -118,6 +121,7 @@ def config_from_flags() -> train_lib.TrainConfig:
       max_train_seconds=FLAGS.max_train_seconds, g_learning_rate=FLAGS.g_learning_rate,
       d_learning_rate=FLAGS.d_learning_rate, c_learning_rate=FLAGS.c_learning_rate,
       c_decay_steps=FLAGS.c_decay_steps, c_decay_rate=FLAGS.c_decay_rate, beta_1=FLAGS.beta_1,
+      lr_decay_steps=FLAGS.lr_decay_steps,
       objective=objective, partners=FLAGS.partners, neighbour_table=FLAGS.neighbour_table,
       strategy=FLAGS.strategy, jit_compile=_tristate(FLAGS.jit_compile),
       precision=None if FLAGS.precision == "auto" else FLAGS.precision, flip=FLAGS.flip, seed=FLAGS.seed,

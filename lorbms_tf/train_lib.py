@@ -53,6 +53,9 @@ class TrainConfig:
   c_learning_rate: float = 2e-4
   c_decay_steps: int = 20000
   c_decay_rate: float = 0.9
+  # Ours (0 = constant rates, the thesis): G and D rates fall linearly to 0 over the last N
+  # iterations, so a short run ends on settled weights instead of mid-oscillation.
+  lr_decay_steps: int = 0
   beta_1: float = 0.5
   objective: LorbmsConfig = LorbmsConfig()
   partners: str = "batch"
@@ -81,6 +84,9 @@ class TrainConfig:
       raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
     if self.eval_every < 0:
       raise ValueError(f"eval_every must be >= 0 (0 = off), got {self.eval_every}")
+    if not 0 <= self.lr_decay_steps <= self.total_steps:
+      raise ValueError(f"lr_decay_steps must be in [0, total_steps={self.total_steps}], got "
+                       f"{self.lr_decay_steps}")
     spec = sources.parse_dataset_spec(self.dataset)  # a clear error for an unknown dataset
     if self.eval_every and not spec.location.startswith("lorbms_scenes"):
       raise ValueError(f"--eval_every needs lorbms_scenes (per-quadrant labels), not "
@@ -165,14 +171,37 @@ def _check_resume_compatible(config: TrainConfig) -> None:
                      f"(preset {previous.get('preset')!r}); use a new --workdir to start afresh")
 
 
+class LinearTailDecay(keras.optimizers.schedules.LearningRateSchedule):
+  """``rate`` until ``total - decay`` updates, then linearly down to 0 at ``total`` updates."""
+
+  def __init__(self, rate: float, total: int, decay: int):
+    self.rate, self.total, self.decay = float(rate), int(total), int(decay)
+
+  def __call__(self, step):
+    done = (tf.cast(step, tf.float32) - (self.total - self.decay)) / max(self.decay, 1)
+    return self.rate * (1.0 - tf.clip_by_value(done, 0.0, 1.0))
+
+  def get_config(self):
+    return {"rate": self.rate, "total": self.total, "decay": self.decay}
+
+
+def _rate(rate: float, config: TrainConfig, updates_per_iteration: int = 1):
+  if not config.lr_decay_steps:
+    return rate
+  return LinearTailDecay(rate, config.total_steps * updates_per_iteration,
+                         config.lr_decay_steps * updates_per_iteration)
+
+
 def build_model(config: TrainConfig) -> LorbmsModel:
   """Model and optimizers; call inside the strategy scope. Initial weights follow config.seed."""
   keras.utils.set_random_seed(config.seed)
   model = LorbmsModel(config.model_config(), config.objective)
   c_schedule = keras.optimizers.schedules.ExponentialDecay(
       config.c_learning_rate, config.c_decay_steps, config.c_decay_rate, staircase=True)
-  optimizers = [keras.optimizers.Adam(config.g_learning_rate, beta_1=config.beta_1, name="g_adam"),
-                keras.optimizers.Adam(config.d_learning_rate, beta_1=config.beta_1, name="d_adam"),
+  g_rate = _rate(config.g_learning_rate, config, config.objective.generator_steps)
+  optimizers = [keras.optimizers.Adam(g_rate, beta_1=config.beta_1, name="g_adam"),
+                keras.optimizers.Adam(_rate(config.d_learning_rate, config), beta_1=config.beta_1,
+                                      name="d_adam"),
                 keras.optimizers.Adam(c_schedule, beta_1=config.beta_1, name="c_adam")]
   if keras.mixed_precision.global_policy().name == "mixed_float16":
     optimizers = [keras.optimizers.LossScaleOptimizer(o) for o in optimizers]
@@ -265,10 +294,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
   writer = tf.summary.create_file_writer(os.path.join(config.workdir, checkpoints.TENSORBOARD_DIR))
   learning_rates = {"generator": model.g_optimizer, "discriminator": model.d_optimizer,
                     "classifier": model.c_optimizer}
+  monitor = lorbms_callbacks.MonitorCallback(writer, config.batch_size, config.total_steps,
+                                             config.log_every, learning_rates, manager,
+                                             config.max_train_seconds)
   callbacks = [
-      lorbms_callbacks.MonitorCallback(writer, config.batch_size, config.total_steps,
-                                       config.log_every, learning_rates, manager,
-                                       config.max_train_seconds),
+      monitor,
       lorbms_callbacks.CheckpointCallback(manager),
   ]
   if _is_chief(strategy):
@@ -290,7 +320,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
   end = int(model.iteration.numpy())
   summary = {"step": end, "start_step": start, "seconds": seconds,
              "images_per_second": (end - start) * config.batch_size / max(seconds, 1e-9),
-             "final_metrics": {k: float(v[-1]) for k, v in history.history.items()},
+             # Epoch-end logs come after the monitor's window reset: report its last window.
+             "final_metrics": monitor.last_logs or {k: float(v[-1])
+                                                    for k, v in history.history.items()},
              "workdir": config.workdir}
   if _is_chief(strategy):
     with tf.io.gfile.GFile(os.path.join(config.workdir, "train_summary.json"), "w") as f:

@@ -301,3 +301,18 @@ def test_adaptive_adversarial_weight_balances_the_gradient_norms():
   assert float(balanced["g_loss"]) == pytest.approx(float(expected), rel=1e-5)
   step_values = model.train_step(scenes_batch(4))  # and a whole step runs with it
   assert np.isfinite(float(step_values["adv_weight"])) and float(step_values["adv_weight"]) > 0
+
+
+def test_learning_rates_fall_linearly_over_the_last_iterations():
+  config = train_lib.TrainConfig(workdir="unused", preset="tiny", batch_size=4, total_steps=10,
+                                 lr_decay_steps=4, g_learning_rate=1e-3, d_learning_rate=2e-3,
+                                 objective=LorbmsConfig(generator_steps=2))
+  model = train_lib.build_model(config)
+  g_schedule = model.g_optimizer._learning_rate  # G counts 2 updates per iteration
+  d_schedule = model.d_optimizer._learning_rate
+  np.testing.assert_allclose([float(d_schedule(s)) for s in (0, 6, 8, 10, 12)],
+                             [2e-3, 2e-3, 1e-3, 0.0, 0.0], atol=1e-9)
+  np.testing.assert_allclose([float(g_schedule(s)) for s in (12, 16, 20)], [1e-3, 5e-4, 0.0],
+                             atol=1e-9)
+  with pytest.raises(ValueError, match="lr_decay_steps"):
+    train_lib.TrainConfig(workdir="w", total_steps=10, lr_decay_steps=11)

@@ -138,7 +138,7 @@ def mix_all(mix_fn: MixFn, images: np.ndarray, batch_size: int,
     out = mix_fn(tf.constant(images[index]))
     for key in keys:
       value = out[key]
-      if value.dtype.is_floating:  # float32 whatever the model's dtype policy (bf16 sums drift)
+      if tf.as_dtype(value.dtype).is_floating:  # float32 whatever the dtype policy (bf16 sums drift)
         value = tf.cast(value, tf.float32)
       value = np.asarray(value)
       if key == "donor_index":
