@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from lorbms_tf import study
+from lorbms_tf import cli, study
 
 flags.DEFINE_string("study_dir", None, "Directory of the study (one work dir per run).")
 flags.DEFINE_integer("seeds", 3, "Seeds per variant: first_seed .. first_seed + seeds - 1.")
@@ -42,7 +42,10 @@ FLAGS = flags.FLAGS
 
 def _parse_known(argv):
   # Training flags (and those of a --flagfile) are not this command's: keep them for the runs.
-  return FLAGS(argv, known_only=True)
+  try:
+    return FLAGS(argv, known_only=True)
+  except flags.Error as e:  # absl's own parser prints one line for the other commands
+    raise SystemExit(f"{os.path.basename(argv[0])}: error: {cli.one_line(e)}") from None
 
 
 def config_from_flags(train_args) -> study.StudyConfig:
@@ -100,7 +103,7 @@ def main(argv):
 
 
 def run():
-  app.run(main, flags_parser=_parse_known)
+  cli.run(main, flags_parser=_parse_known)
 
 
 if __name__ == "__main__":

@@ -52,12 +52,13 @@ class MonitorCallback(keras.callbacks.Callback):
 
   def __init__(self, writer, batch_size: int, total_steps: int, log_every: int,
                learning_rates: dict, manager: tf.train.CheckpointManager,
-               max_seconds: float | None = None):
+               max_seconds: float | None = None, data_report=None):
     super().__init__()
     self.writer, self.batch_size, self.total_steps = writer, batch_size, total_steps
     self.log_every, self.learning_rates, self.manager = log_every, learning_rates, manager
-    self.max_seconds = max_seconds
+    self.max_seconds, self.data_report = max_seconds, data_report
     self.last_logs: dict[str, float] = {}  # the newest logged window means (the run's summary)
+    self.data_counts: dict[str, int] = {}  # passed / skipped by reason (quality.SkipReport)
 
   def on_train_begin(self, logs=None):
     self.start_time = self.last_time = time.perf_counter()
@@ -85,6 +86,9 @@ class MonitorCallback(keras.callbacks.Callback):
     images_per_second = (step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9)
     remaining = max(self.total_steps - step, 0) * self.batch_size / max(images_per_second, 1e-9)
     parts = " ".join(f"{k}={float(v):.4f}" for k, v in (logs or {}).items())
+    if self.data_report is not None:  # names new bad files once; stops past the share limit
+      self.data_counts = self.data_report.update(self.writer, step)
+      parts += f"  data: {self.data_report.line(self.data_counts)}"
     logging.info("step %d/%d  %.1f img/s  ETA %s  %s", step, self.total_steps, images_per_second,
                  time.strftime("%H:%M:%S", time.gmtime(remaining)), parts)
     with self.writer.as_default(step=step):

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from lorbms_tf import checkpoints, conventions
+from lorbms_tf import checkpoints, cli, conventions
 from lorbms_tf.eval import (image_metrics, linear_probe, object_metrics, report, scenes_eval,
                             supervised)
 
@@ -454,7 +454,7 @@ def main(argv):
 
 def run():
   define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 from absl import app, flags
 
-from lorbms_tf import conventions
+from lorbms_tf import cli, conventions
 
 FLAGS = flags.FLAGS
 
@@ -106,7 +106,7 @@ def main(argv):
 
 def run():
   define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

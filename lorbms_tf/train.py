@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from lorbms_tf import train_lib
+from lorbms_tf import cli, train_lib
 from lorbms_tf.lorbms import LorbmsConfig
 from lorbms_tf.eval.image_metrics import SceneClassifierConfig
 from lorbms_tf.eval.scenes_eval import ScenesEvalConfig
@@ -75,6 +75,9 @@ flags.DEFINE_boolean("flip", _D.flip, "Random horizontal flips (batch partners o
 flags.DEFINE_integer("seed", _D.seed, "Seed of initial weights, data order, crops and mixing draws.")
 flags.DEFINE_boolean("deterministic", _D.deterministic,
                      "Deterministic ops: same flags and seed give the same losses (CPU).")
+flags.DEFINE_float("max_skipped_fraction", _D.max_skipped_fraction,
+                   "Stop when more than this share of the source's files are bad (unreadable, "
+                   "truncated, undecodable, too small or too large); each is named once in the log.")
 flags.DEFINE_integer("eval_every", _D.eval_every,
                      "Light evaluation (lorbms_scenes: I_hat L1, shape/colour probes, fidelity, "
                      "scenes FID) every N iterations and at the end; 0 = off.")
@@ -126,6 +129,7 @@ def config_from_flags() -> train_lib.TrainConfig:
       strategy=FLAGS.strategy, jit_compile=_tristate(FLAGS.jit_compile),
       precision=None if FLAGS.precision == "auto" else FLAGS.precision, flip=FLAGS.flip, seed=FLAGS.seed,
       deterministic=FLAGS.deterministic, eval_every=FLAGS.eval_every,
+      max_skipped_fraction=FLAGS.max_skipped_fraction,
       eval_config=ScenesEvalConfig(
           num_test=FLAGS.eval_test_scenes, num_probe_train=FLAGS.eval_probe_scenes,
           classifier=SceneClassifierConfig(train_scenes=FLAGS.eval_classifier_scenes,
@@ -144,7 +148,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

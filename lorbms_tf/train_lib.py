@@ -16,7 +16,7 @@ from absl import logging
 
 from lorbms_tf import callbacks as lorbms_callbacks
 from lorbms_tf import checkpoints
-from lorbms_tf.data import sources
+from lorbms_tf.data import quality, sources
 from lorbms_tf.eval.scenes_eval import ScenesEvalConfig
 from lorbms_tf.lorbms import LorbmsConfig, LorbmsModel
 from lorbms_tf.models import ModelConfig, get_preset
@@ -71,6 +71,8 @@ class TrainConfig:
   deterministic: bool = False  # tf.config.experimental.enable_op_determinism()
   eval_every: int = 0  # light evaluation (lorbms_scenes only) every N iterations; 0 = off
   eval_config: ScenesEvalConfig = ScenesEvalConfig()
+  # Stop when more than this share of the source's files are bad (unreadable, truncated...).
+  max_skipped_fraction: float = quality.DEFAULT_MAX_SKIPPED_FRACTION
 
   def __post_init__(self):
     self.model_config()  # a clear error for an unknown preset or a bad override
@@ -82,6 +84,8 @@ class TrainConfig:
       raise ValueError("--partners=index needs --neighbour_table=DIR (written by components/similarity)")
     if self.precision not in (None, *PRECISIONS):
       raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+    if not 0.0 <= self.max_skipped_fraction <= 1.0:
+      raise ValueError(f"max_skipped_fraction must be in [0, 1], got {self.max_skipped_fraction}")
     if self.eval_every < 0:
       raise ValueError(f"eval_every must be >= 0 (0 = off), got {self.eval_every}")
     if not 0 <= self.lr_decay_steps <= self.total_steps:
@@ -211,14 +215,30 @@ def build_model(config: TrainConfig) -> LorbmsModel:
 
 
 def _datasets(config: TrainConfig, strategy, seed: int):
-  """(training dataset, fixed preview batch for image grids, objective with threshold)."""
+  """(training dataset, fixed preview batch for image grids, objective with threshold, the
+  training data's SkipReport)."""
   from lorbms_tf.data import partners, pipeline  # late: tfds import is slow
   objective = config.objective
+  # The grids' fixed batch: the first central crops of the training split. (Taking it from
+  # dataset_fn() would fill the whole shuffle buffer once more just for 8 images.) It is read
+  # first: a source without a single usable image stops here, with its counts.
+  preview_report = quality.SkipReport(sources.SkipCounter("preview"), str(config.dataset),
+                                      config.max_skipped_fraction)
+  try:
+    preview = next(iter(pipeline.eval_dataset(
+        config.dataset, None, batch_size=PREVIEW_IMAGES, data_dir=config.data_dir,
+        skip_counter=preview_report.counter)))["image"]
+  except StopIteration:
+    raise preview_report.no_usable_images() from None
+  report = quality.SkipReport(sources.SkipCounter("train"), str(config.dataset),
+                              config.max_skipped_fraction)
   if config.partners == "index":
     from lorbms_tf.similarity.table import load_neighbour_table
     table = load_neighbour_table(config.neighbour_table)
     # split=None: the source's training split, the one the similarity component indexed.
-    ids, images = pipeline.load_images_array(config.dataset, None, data_dir=config.data_dir)
+    ids, images = pipeline.load_images_array(config.dataset, None, data_dir=config.data_dir,
+                                             skip_counter=report.counter)
+    report.update(final=True)  # the whole source has been read: the share is known
     ref_rows, cand_rows = partners.neighbour_rows(ids, table.ids, table.neighbour_ids)
     if objective.threshold is None:
       threshold = partners.table_threshold(table.distances, objective.partner_k,
@@ -231,12 +251,8 @@ def _datasets(config: TrainConfig, strategy, seed: int):
   else:
     def dataset_fn():
       return pipeline.train_dataset(config.dataset, config.batch_size, data_dir=config.data_dir,
-                                    seed=seed, flip=config.flip)
-  # The grids' fixed batch: the first central crops of the training split. (Taking it from
-  # dataset_fn() would fill the whole shuffle buffer once more just for 8 images.)
-  preview = next(iter(pipeline.eval_dataset(config.dataset, None, batch_size=PREVIEW_IMAGES,
-                                            data_dir=config.data_dir)))["image"]
-  return dataset_fn, preview, objective
+                                    seed=seed, flip=config.flip, skip_counter=report.counter)
+  return dataset_fn, preview, objective, report
 
 
 def _scenes_evaluator(config: TrainConfig):
@@ -267,7 +283,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
   # resumed run continues deterministically (the shuffle buffer itself is not checkpointed).
   state = tf.train.get_checkpoint_state(_checkpoint_dir(config, strategy))
   resume_step = int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else 0
-  dataset_fn, preview, objective = _datasets(config, strategy, config.seed + resume_step)
+  dataset_fn, preview, objective, data_report = _datasets(config, strategy,
+                                                          config.seed + resume_step)
   config = dataclasses.replace(config, objective=objective, jit_compile=jit, precision=precision)
   if _is_chief(strategy):
     checkpoints.write_config(config.workdir, config.to_dict())
@@ -296,7 +313,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                     "classifier": model.c_optimizer}
   monitor = lorbms_callbacks.MonitorCallback(writer, config.batch_size, config.total_steps,
                                              config.log_every, learning_rates, manager,
-                                             config.max_train_seconds)
+                                             config.max_train_seconds, data_report)
   callbacks = [
       monitor,
       lorbms_callbacks.CheckpointCallback(manager),
@@ -323,7 +340,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
              # Epoch-end logs come after the monitor's window reset: report its last window.
              "final_metrics": monitor.last_logs or {k: float(v[-1])
                                                     for k, v in history.history.items()},
-             "workdir": config.workdir}
+             "data": monitor.data_counts, "workdir": config.workdir}
   if _is_chief(strategy):
     with tf.io.gfile.GFile(os.path.join(config.workdir, "train_summary.json"), "w") as f:
       json.dump(summary, f, indent=2)

@@ -1,9 +1,6 @@
 """Sources: spec parsing, robust decoding with skip counts, folder/TFRecord/tfds loading, ids."""
 
-import io
-
 import numpy as np
-from PIL import Image
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -11,17 +8,10 @@ import tensorflow_datasets as tfds
 from lorbms_tf.data import sources
 from lorbms_tf.data.sources import DecodeOptions, SkipCounter
 
-
-def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
-  buf = io.BytesIO()
-  image.save(buf, fmt, **kwargs)
-  return buf.getvalue()
+import image_files
 
 
-def _rgb(h, w, seed=0):
-  """Smooth random colours (compress like photos, unlike noise)."""
-  small = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
-  return Image.fromarray(small).resize((w, h), Image.BILINEAR)
+_encode, _rgb = image_files.encode, image_files.smooth_rgb
 
 
 def _collect(ds):
@@ -31,28 +21,7 @@ def _collect(ds):
 @pytest.fixture
 def messy_folder(tmp_path):
   """Good images, convertible ones and broken ones; returns (path, names of readable ones)."""
-  root = tmp_path / "imgs"
-  (root / "sub").mkdir(parents=True)
-  good = _encode(_rgb(120, 160), "JPEG")
-  files = {
-      "a_good.jpg": good,
-      "b_good.JPEG": _encode(_rgb(90, 70, 1), "JPEG"),
-      "c_gray.png": _encode(_rgb(80, 80, 2).convert("L"), "PNG"),
-      "d_rgba.png": _encode(_rgb(70, 90, 3).convert("RGBA"), "PNG"),
-      "e_cmyk.jpg": _encode(_rgb(100, 100, 4).convert("CMYK"), "JPEG"),
-      "sub/f_palette.gif": _encode(_rgb(72, 72, 5).convert("P"), "GIF"),
-      "sub/g_image.bmp": _encode(_rgb(66, 99, 6), "BMP"),
-      "h_tiny.png": _encode(_rgb(10, 10, 7), "PNG"),  # too small
-      "i_corrupt.jpg": b"\xff\xd8\xff" + bytes(range(256)) * 4,  # JPEG magic, garbage header
-      "j_truncated.jpg": good[:len(good) // 3],  # header fine, data cut
-      "k_noise.png": b"not an image at all",
-      "notes.txt": b"ignored: not an image extension",
-  }
-  for name, data in files.items():
-    (root / name).write_bytes(data)
-  readable = ["a_good.jpg", "b_good.JPEG", "c_gray.png", "d_rgba.png", "e_cmyk.jpg",
-              "sub/f_palette.gif", "sub/g_image.bmp"]
-  return str(root), readable
+  return image_files.write_messy_folder(tmp_path / "imgs")
 
 
 # Spec parsing -------------------------------------------------------------------------------
@@ -98,10 +67,13 @@ def test_folder_decodes_convertible_and_counts_skips(messy_folder):
   assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
   cmyk_ref = np.asarray(_rgb(100, 100, 4), np.float32)
   assert np.abs(got["e_cmyk.jpg"].astype(np.float32) - cmyk_ref).mean() < 12
-  counts = counter.counts()
-  assert counts == {"unreadable": 3, "filtered": 0, "too_small": 1, "too_large": 0,
-                    "passed": len(readable)}
-  assert counter.skipped == 4
+  counts = counter.counts(final=True)
+  expected = {reason: 0 for reason in SkipCounter.REASONS}
+  for reason in image_files.MESSY_FILES.values():
+    if reason:
+      expected[reason] += 1
+  assert counts == {**expected, "passed": len(readable)}
+  assert counter.skipped == 6
   counter.log()
   # Ids are positions in the sorted listing, identical on a second read.
   again = _collect(sources.load_source("folder:" + path, options=DecodeOptions(min_size=32)))

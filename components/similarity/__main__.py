@@ -10,6 +10,7 @@ from absl import app
 from absl import flags
 
 from components.similarity import SimilarityInputs, run
+from lorbms_tf import cli
 from lorbms_tf import conventions
 from lorbms_tf import similarity
 from lorbms_tf.similarity import extractors as extractors_lib
@@ -56,4 +57,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

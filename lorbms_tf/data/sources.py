@@ -92,53 +92,168 @@ def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
 
 
 class SkipCounter:
-  """Counts examples dropped by the decoding stage, by reason, across all epochs.
+  """Counts what the decoding stage passes on and drops, by reason.
 
-  The counts live in tf.Variables updated inside the input pipeline (sequential stages, so
-  no races), readable any time with ``counts()`` and logged with ``log()``. "unreadable" is
-  ``seen - passed_on - other reasons``: exact once a pass over the data has finished; while
-  an epoch is in flight it also includes the few examples inside the parallel decode stage.
-  Create it outside any tf.distribute strategy scope (it must be a plain variable).
+  Reasons (``REASONS``): "unreadable" (not a known image format, empty file), "truncated" (the
+  format's end marker is missing: never decoded), "decode_error" (reading or decoding failed),
+  "filtered" (a source's own selection, e.g. COCO's), "too_small", "too_large".
+
+  Sources that know their size (folders, prepared tfds splits, TFRecords with a sidecar) are
+  *tracked*: one status per example id, so counts are per file however many epochs run, a
+  file found bad is not read again (the decoder's own warnings appear once), and ``new_skips``
+  lists each bad file exactly once for the log. Untracked sources count events (per epoch).
+
+  Decode errors are found exactly: the decode stage keeps order, so a sequence number missing
+  after it names the example its reader dropped. The counts live in tf.Variables updated by
+  sequential pipeline stages (no races). Create the counter outside any tf.distribute scope.
   """
 
-  # Index 0 counts examples passed on; the rest are the skip reasons.
-  REASONS = ("unreadable", "filtered", "too_small", "too_large")
-  _OK, _UNREADABLE, _FILTERED, _TOO_SMALL, _TOO_LARGE = range(5)
+  REASONS = ("unreadable", "truncated", "decode_error", "filtered", "too_small", "too_large")
+  BAD = ("unreadable", "truncated", "decode_error", "too_small", "too_large")  # "filtered" is not
+  # Status codes: 0 = passed on, 1.. = REASONS; per-example only: unseen, seen (in flight).
+  (_OK, _UNREADABLE, _TRUNCATED, _DECODE_ERROR, _FILTERED, _TOO_SMALL, _TOO_LARGE,
+   _UNSEEN, _PENDING) = range(9)
+  _NUM_STATUS = 7
+  _RING = 1 << 14  # sequence number -> id, longer than what can be in flight in the decoder
 
   def __init__(self, name: str = "input"):
     self.name = name
+    self.num_examples: int | None = None
+    self.example_names: Callable[[int], str] = lambda i: f"example id {i}"
+    self._reported: set[int] = set()
     with tf.init_scope():
       self._seen = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="seen")
-      self._status = tf.Variable(tf.zeros([5], tf.int64), trainable=False, name="status")
+      self._status = tf.Variable(tf.zeros([self._NUM_STATUS], tf.int64), trainable=False,
+                                 name="status")
+      # Sequence numbers run on across epochs (a gap at an epoch's end shows in the next).
+      self._next_seq = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="next_seq")
+      self._last_seq = tf.Variable(tf.constant(-1, tf.int64), trainable=False, name="last_seq")
+      self._ring = tf.Variable(tf.fill([self._RING], tf.constant(-1, tf.int64)),
+                               trainable=False, name="seq_ids")
+      self._per_example = None
 
-  def _count_seen(self) -> tf.Operation:
-    return self._seen.assign_add(1)
+  def track(self, num_examples: int, example_names: Callable[[int], str] | None = None) -> None:
+    """Keeps one status per id in [0, num_examples) (called by ``load_source``)."""
+    if self._per_example is not None:
+      if int(self._per_example.shape[0]) != num_examples:
+        raise ValueError(f"{self.name}: one SkipCounter per source ({num_examples} examples "
+                         f"vs {int(self._per_example.shape[0])})")
+      return
+    self.num_examples = int(num_examples)
+    if example_names is not None:
+      self.example_names = example_names
+    with tf.init_scope():
+      self._per_example = tf.Variable(
+          tf.fill([self.num_examples], tf.constant(self._UNSEEN, tf.int8)), trainable=False,
+          name="per_example")
 
-  def _count_status(self, status: tf.Tensor) -> tf.Operation:
-    return self._status.assign_add(tf.one_hot(status, 5, dtype=tf.int64))
+  @property
+  def tracked(self) -> bool:
+    return self._per_example is not None
 
-  def counts(self) -> dict[str, int]:
+  # Pipeline stages (graph code) ---------------------------------------------------------------
+
+  def _lookup(self, example_id):
+    """(id in the tracked range, its status or _UNSEEN)."""
+    in_range = (example_id >= 0) & (example_id < self.num_examples)
+    safe = tf.clip_by_value(example_id, 0, self.num_examples - 1)
+    status = tf.cast(tf.gather(self._per_example, safe), tf.int32)
+    return in_range, safe, tf.where(in_range, status, self._UNSEEN)
+
+  def _not_known_bad(self, example_id) -> tf.Tensor:
+    if not self.tracked:
+      return tf.constant(True)
+    _, _, status = self._lookup(example_id)
+    return (status == self._OK) | (status == self._UNSEEN) | (status == self._PENDING)
+
+  def _mark_seen(self, example_id) -> tuple[tf.Tensor, list[tf.Operation]]:
+    """-> (this example's sequence number, the updates)."""
+    seq = self._next_seq.assign_add(1) - 1
+    ops = [self._seen.assign_add(1),
+           self._ring.scatter_nd_update([[seq % self._RING]], [example_id])]
+    if self.tracked:
+      in_range, safe, status = self._lookup(example_id)
+      new = tf.where(in_range & (status == self._UNSEEN), self._PENDING, status)
+      ops.append(self._per_example.scatter_nd_update([[safe]], [tf.cast(new, tf.int8)]))
+    return seq, ops
+
+  def _mark_status(self, seq, example_id, status) -> list[tf.Operation]:
+    # Sequence numbers between the last one that came through and this one were dropped by
+    # the reader (ignore_errors): those examples are decode errors.
+    missing = tf.range(self._last_seq + 1, seq)
+    missing_ids = tf.gather(self._ring, missing % self._RING)
+    counts = tf.one_hot(status, self._NUM_STATUS, dtype=tf.int64)
+    counts += tf.one_hot(self._DECODE_ERROR, self._NUM_STATUS, dtype=tf.int64) * tf.cast(
+        tf.size(missing), tf.int64)
+    ops = [self._status.assign_add(counts), self._last_seq.assign(seq)]
+    if self.tracked:
+      ids = tf.concat([missing_ids, [example_id]], 0)
+      codes = tf.concat([tf.fill(tf.shape(missing_ids), self._DECODE_ERROR), [status]], 0)
+      in_range = (ids >= 0) & (ids < self.num_examples)
+      ops.append(self._per_example.scatter_nd_update(
+          tf.boolean_mask(ids, in_range)[:, None], tf.cast(tf.boolean_mask(codes, in_range),
+                                                          tf.int8)))
+    return ops
+
+  # Python side ---------------------------------------------------------------------------------
+
+  def counts(self, final: bool = False) -> dict[str, int]:
+    """{"passed": n, reason: n, ...}. Tracked: per example; else events over all epochs.
+
+    final=True once the data has been read to the end: examples still counted as in flight
+    were dropped by the reader, i.e. decode errors (the last ones have no successor to
+    reveal them).
+    """
+    if self.tracked:
+      per_example = self._per_example.numpy()
+      hist = np.bincount(per_example.astype(np.int64), minlength=9)
+      result = {reason: int(hist[i + 1]) for i, reason in enumerate(self.REASONS)}
+      result["passed"] = int(hist[self._OK])
+      if final:
+        result["decode_error"] += int(hist[self._PENDING])
+      return result
     status = self._status.numpy()
-    unreadable = int(self._seen.numpy() - status.sum() + status[self._UNREADABLE])
     result = {reason: int(status[i + 1]) for i, reason in enumerate(self.REASONS)}
-    result.update(unreadable=unreadable, passed=int(status[self._OK]))
+    result["passed"] = int(status[self._OK])
+    if final:
+      result["decode_error"] += int(self._seen.numpy() - status.sum())
     return result
 
   @property
   def skipped(self) -> int:
     """Examples dropped for being bad (filtered-out ones are not counted here)."""
     counts = self.counts()
-    return counts["unreadable"] + counts["too_small"] + counts["too_large"]
+    return sum(counts[reason] for reason in self.BAD)
+
+  def new_skips(self) -> list[tuple[str, str]]:
+    """(name, reason) of each bad example found since the last call; every one only once."""
+    if not self.tracked:
+      return []
+    per_example = self._per_example.numpy().astype(np.int64)
+    bad_codes = [self.REASONS.index(reason) + 1 for reason in self.BAD]
+    found = np.flatnonzero(np.isin(per_example, bad_codes))
+    fresh = [int(i) for i in found if int(i) not in self._reported]
+    self._reported.update(fresh)
+    return [(self.example_names(i), self.REASONS[per_example[i] - 1]) for i in fresh]
 
   def reset(self) -> None:
     self._seen.assign(0)
-    self._status.assign(tf.zeros([5], tf.int64))
+    self._status.assign(tf.zeros([self._NUM_STATUS], tf.int64))
+    self._next_seq.assign(0)
+    self._last_seq.assign(-1)
+    if self.tracked:
+      self._per_example.assign(tf.fill([self.num_examples], tf.constant(self._UNSEEN, tf.int8)))
+    self._reported.clear()
 
-  def log(self) -> dict[str, int]:
-    counts = self.counts()
-    logging.info("%s pipeline: %d passed, %d skipped (%s)", self.name, counts["passed"],
-                 self.skipped, ", ".join(f"{k}={counts[k]}" for k in self.REASONS))
-    return counts
+  def summary(self, final: bool = False) -> str:
+    counts = self.counts(final)
+    skipped = sum(counts[reason] for reason in self.BAD)
+    return (f"{counts['passed']} passed, {skipped} skipped ("
+            + ", ".join(f"{k}={counts[k]}" for k in self.REASONS) + ")")
+
+  def log(self, final: bool = False) -> dict[str, int]:
+    logging.info("%s pipeline: %s", self.name, self.summary(final))
+    return self.counts(final)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +325,34 @@ def _jpeg_ratio_index(short_side: tf.Tensor, decode_min_side: int | None) -> tf.
   return tf.reduce_sum(tf.cast(tf.stack(scaled), tf.int32)) - 1  # >= 0 once min_size passed
 
 
+_TAIL = 256  # end markers are looked for in the last bytes (some writers pad after them)
+_PNG_IEND = np.frombuffer(b"IEND", np.uint8).astype(np.int32)
+
+
+def has_end_marker(data: tf.Tensor, fmt: tf.Tensor) -> tf.Tensor:
+  """Whether an encoded image ends as its format requires (the "truncated" rule).
+
+  JPEG: an EOI marker (FF D9) in the last 256 bytes; PNG: the IEND chunk type there; GIF: the
+  trailer byte (3B) last; BMP: at least as many bytes as its header's file size. A file cut
+  short (a failed download, a full disk) lacks it, and is skipped without being decoded: a
+  decoder would print a warning and then fail, or show grey where the data stops.
+  """
+  length = tf.strings.length(data)
+  padded = tf.strings.join([b"\x00" * _TAIL, tf.strings.substr(data, tf.maximum(length - _TAIL, 0),
+                                                                _TAIL)])
+  tail = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, tf.strings.length(padded) - _TAIL,
+                                                    _TAIL), tf.uint8), tf.int32)
+  jpeg = tf.reduce_any((tail[:-1] == 0xFF) & (tail[1:] == 0xD9))
+  windows = tf.stack([tail[i:_TAIL - 3 + i] for i in range(4)], axis=1)
+  png = tf.reduce_any(tf.reduce_all(windows == _PNG_IEND, axis=1))
+  gif = tail[-1] == 0x3B  # the trailer is the last byte (any byte can be 3B in the data)
+  head = tf.cast(tf.io.decode_raw(tf.strings.substr(
+      tf.strings.join([data, b"\x00" * 6]), 0, 6), tf.uint8), tf.int64)
+  bmp_size = head[2] + head[3] * 256 + head[4] * 65536 + head[5] * 16777216
+  bmp = tf.cast(length, tf.int64) >= bmp_size
+  return tf.gather(tf.stack([True, jpeg, png, gif, bmp]), fmt)
+
+
 def _decode_one(data, fmt, height, width, options: DecodeOptions, accept=None):
   """-> (uint8 [h, w, 3] image or a 1x1 placeholder, status code for SkipCounter)."""
   short = tf.minimum(height, width)
@@ -217,11 +360,13 @@ def _decode_one(data, fmt, height, width, options: DecodeOptions, accept=None):
   ratio = tf.gather(tf.constant(_RATIOS, tf.int64), ratio_index)
   pixels = ((height + ratio - 1) // ratio) * ((width + ratio - 1) // ratio)
   accept = tf.constant(True) if accept is None else accept
-  # The first failing check wins: unreadable, filtered, too small, too large.
-  checks = tf.stack([fmt == 0, tf.logical_not(accept), short < options.min_size,
+  # The first failing check wins, in SkipCounter.REASONS order.
+  codes = tf.constant([SkipCounter._UNREADABLE, SkipCounter._TRUNCATED, SkipCounter._FILTERED,
+                       SkipCounter._TOO_SMALL, SkipCounter._TOO_LARGE, SkipCounter._OK])
+  checks = tf.stack([fmt == 0, tf.logical_not(has_end_marker(data, fmt)),
+                     tf.logical_not(accept), short < options.min_size,
                      pixels > options.max_pixels, True])
-  status = tf.cast(tf.argmax(tf.cast(checks, tf.int32)), tf.int32) + 1
-  status = tf.where(status == 5, SkipCounter._OK, status)
+  status = tf.gather(codes, tf.argmax(tf.cast(checks, tf.int32), output_type=tf.int32))
 
   # One switch (each nested cond costs a function call per image): 0 = skipped, 1 = other
   # formats, 2.. = JPEG at each DCT ratio.
@@ -241,13 +386,17 @@ def decode_stage(ds: tf.data.Dataset, options: DecodeOptions,
   """Elements with "_bytes" (encoded) or "_path" -> with "image" uint8 [H, W, 3]; bad ones dropped.
 
   ``accept_fn(example, height, width) -> bool`` is a source's own selection (COCO's filter),
-  applied on header sizes before decoding. Errors in reading or decoding drop the example
-  (``ignore_errors``, logged) and are counted as unreadable.
+  applied on header sizes before decoding. An example whose reading or decoding fails is
+  dropped (``ignore_errors``) and counted as a decode error. With a tracked ``skip_counter``,
+  examples already found bad are dropped before they are read again.
   """
   if skip_counter is not None:
+    ds = ds.filter(lambda ex: skip_counter._not_known_bad(ex["id"]))
+
     def seen(ex):
-      with tf.control_dependencies([skip_counter._count_seen()]):
-        return dict(ex)
+      seq, updates = skip_counter._mark_seen(ex["id"])
+      with tf.control_dependencies(updates):
+        return {**ex, "_seq": tf.identity(seq)}
     ds = ds.map(seen)
 
   def read_and_decode(ex):
@@ -256,20 +405,22 @@ def decode_stage(ds: tf.data.Dataset, options: DecodeOptions,
     fmt, height, width = sniff_image(data)
     accept = None if accept_fn is None else accept_fn(ex, height, width)
     ex["image"], ex["_status"] = _decode_one(data, fmt, height, width, options, accept)
-    return {k: v for k, v in ex.items() if not k.startswith("_") or k == "_status"}
+    return {k: v for k, v in ex.items() if not k.startswith("_") or k in ("_status", "_seq")}
 
   ds = ds.map(read_and_decode, num_parallel_calls=AUTOTUNE, deterministic=True)
-  ds = ds.ignore_errors(log_warning=True)
+  # Skipped examples are counted (and with a tracked counter named once in the run's log):
+  # no warning per drop and epoch here.
+  ds = ds.ignore_errors(log_warning=skip_counter is None)
 
   def keep(ex):
     ok = ex["_status"] == SkipCounter._OK
     if skip_counter is None:
       return ok
-    with tf.control_dependencies([skip_counter._count_status(ex["_status"])]):
+    with tf.control_dependencies(skip_counter._mark_status(ex["_seq"], ex["id"], ex["_status"])):
       return tf.identity(ok)
 
   ds = ds.filter(keep)
-  return ds.map(lambda ex: {k: v for k, v in ex.items() if k != "_status"})
+  return ds.map(lambda ex: {k: v for k, v in ex.items() if not k.startswith("_")})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,14 +441,17 @@ def load_source(spec: str | DatasetSpec, split: str | None = None, data_dir: str
   """
   spec = parse_dataset_spec(spec)
   if spec.kind == "folder":
-    ds = _folder_source(spec.location, input_context, shuffle_seed)
+    ds, size, names = _folder_source(spec.location, input_context, shuffle_seed)
     accept = None
   elif spec.kind == "tfrecord":
-    ds = _tfrecord_source(spec.location, input_context, shuffle_seed)
+    ds, size, names = _tfrecord_source(spec.location, input_context, shuffle_seed)
     accept = None
   else:
-    ds = _tfds_source(spec, split or spec.train_split, data_dir, input_context, shuffle_seed)
+    ds, size, names = _tfds_source(spec, split or spec.train_split, data_dir, input_context,
+                                   shuffle_seed)
     accept = _coco_accept if spec.name == "coco" else None
+  if skip_counter is not None and size:
+    skip_counter.track(size, names)
   return decode_stage(ds, options, skip_counter, accept)
 
 
@@ -328,7 +482,7 @@ def _folder_source(path, input_context, shuffle_seed):
   ds = _shard(ds, input_context)
   if shuffle_seed is not None:
     ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
-  return ds
+  return ds, len(files), lambda i: files[i]
 
 
 # TFRecords -------------------------------------------------------------------------------------
@@ -355,7 +509,7 @@ def write_tfrecords(dataset: tf.data.Dataset | Iterable[dict], path_prefix: str,
   paths = [f"{path_prefix}-{k:05d}-of-{num_shards:05d}.tfrecord" for k in range(num_shards)]
   writers = [tf.io.TFRecordWriter(p) for p in paths]
   extras: dict[str, dict] = {}
-  count = 0
+  count, min_id, max_id = 0, None, None
   try:
     for ex in dataset:
       ex = {k: np.asarray(v) for k, v in ex.items()}
@@ -365,10 +519,12 @@ def write_tfrecords(dataset: tf.data.Dataset | Iterable[dict], path_prefix: str,
       else:  # raw pixels
         encode = tf.io.encode_png if image_format == "png" else tf.io.encode_jpeg
         data = encode(tf.convert_to_tensor(image, tf.uint8)).numpy()
+      example_id = int(ex.pop("id", count))
+      min_id = example_id if min_id is None else min(min_id, example_id)
+      max_id = example_id if max_id is None else max(max_id, example_id)
       feature = {
           "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
-          "id": tf.train.Feature(int64_list=tf.train.Int64List(
-              value=[int(ex.pop("id", count))])),
+          "id": tf.train.Feature(int64_list=tf.train.Int64List(value=[example_id])),
       }
       for key, value in ex.items():
         if np.issubdtype(value.dtype, np.integer) or value.dtype == bool:
@@ -388,7 +544,8 @@ def write_tfrecords(dataset: tf.data.Dataset | Iterable[dict], path_prefix: str,
     for writer in writers:
       writer.close()
   with tf.io.gfile.GFile(_features_path(path_prefix), "w") as f:
-    json.dump({"num_examples": count, "num_shards": num_shards, "extras": extras}, f, indent=1)
+    json.dump({"num_examples": count, "num_shards": num_shards, "extras": extras,
+               "min_id": min_id, "max_id": max_id}, f, indent=1)
   return paths
 
 
@@ -396,11 +553,17 @@ def _tfrecord_source(pattern, input_context, shuffle_seed):
   files = sorted(tf.io.gfile.glob(pattern))
   if not files:
     raise FileNotFoundError(f"no TFRecord files match {pattern!r}")
-  extras = {}
+  extras, num_examples = {}, None
   sidecar = _features_path(_SHARD_RE.sub("", files[0]))
   if tf.io.gfile.exists(sidecar):
     with tf.io.gfile.GFile(sidecar) as f:
-      extras = json.load(f).get("extras", {})
+      written = json.load(f)
+    extras = written.get("extras", {})
+    min_id, max_id = written.get("min_id"), written.get("max_id")
+    # Per-id tracking when all shards are read and the ids are small non-negative numbers.
+    if (len(files) == written.get("num_shards") and min_id is not None and min_id >= 0
+        and max_id < 16 * max(written.get("num_examples", 0), 1)):
+      num_examples = max_id + 1
   first = next(iter(tf.data.TFRecordDataset(files[0]).take(1)), None)
   has_id = first is not None and "id" in tf.train.Example.FromString(
       first.numpy()).features.feature
@@ -428,7 +591,7 @@ def _tfrecord_source(pattern, input_context, shuffle_seed):
   if not has_id:  # ids = read position; only element-level sharding keeps them stable
     ds = ds.enumerate().map(lambda i, ex: {**ex, "id": i})
     ds = _shard(ds, input_context)
-  return ds
+  return ds, num_examples, lambda i: f"record id {i} of {pattern}"
 
 
 # tfds ------------------------------------------------------------------------------------------
@@ -485,7 +648,9 @@ def _tfds_source(spec, split, data_dir, input_context, shuffle_seed):
     return out
 
   ds = ds.map(convert, num_parallel_calls=AUTOTUNE)
-  return ds if file_sharding else _shard(ds, input_context)
+  size = sum(shard_lengths) or None  # None when the split is unknown (mocked)
+  names = lambda i: f"{spec.location} {base_split} example {i}"  # noqa: E731
+  return (ds if file_sharding else _shard(ds, input_context)), size, names
 
 
 def stl10_fold_ids(fold: int, train_ids: np.ndarray | None = None) -> np.ndarray:
