@@ -82,7 +82,7 @@ def load_examples(dataset: str, split: str | None, image_size: int, limit: int |
   keeping the ``shapes`` labels when the source has them (lorbms_scenes, or TFRecords written
   from it) for the neighbour precision.
   """
-  from lorbms_tf.data import pipeline, sources  # pylint: disable=import-outside-toplevel
+  from lorbms_tf.data import pipeline, quality, sources  # pylint: disable=import-outside-toplevel
   counter = sources.SkipCounter("similarity")
   ds = pipeline.center_examples(dataset, split, image_size, data_dir, skip_counter=counter)
   if limit is not None:
@@ -94,13 +94,14 @@ def load_examples(dataset: str, split: str | None, image_size: int, limit: int |
     images.append(batch["image"].numpy())
     if "shapes" in batch:
       shapes.append(batch["shapes"].numpy())
-  skip_counts = counter.counts()
   num_loaded = sum(len(i) for i in ids)
-  if limit is not None and num_loaded >= limit:
-    # Stopped early: examples still inside the parallel decode stage look "unreadable" to the
-    # counter, so that count is unknown here (the other reasons are exact).
-    skip_counts["unreadable"] = None
-    skip_counts["note"] = "stopped at --limit: unreadable images not counted"
+  stopped = limit is not None and num_loaded >= limit
+  # Names each bad file once in the log; counts by reason go into the record.
+  report = quality.SkipReport(counter, str(dataset), max_fraction=1.0)
+  skip_counts = report.update(final=not stopped)
+  logging.info("similarity input: %s", report.line(skip_counts))
+  if stopped:  # examples still inside the decode stage are in no count
+    skip_counts["note"] = "stopped at --limit: the counts cover the images read so far"
   if not ids:
     raise ValueError(f"the dataset {dataset!r} (split {split!r}) is empty: no images to index "
                      f"(skipped: {skip_counts})")
