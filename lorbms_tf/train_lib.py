@@ -236,9 +236,15 @@ def _datasets(config: TrainConfig, strategy, seed: int):
     from lorbms_tf.similarity.table import load_neighbour_table
     table = load_neighbour_table(config.neighbour_table)
     # split=None: the source's training split, the one the similarity component indexed.
-    ids, images = pipeline.load_images_array(config.dataset, None, data_dir=config.data_dir,
-                                             skip_counter=report.counter)
-    report.update(final=True)  # the whole source has been read: the share is known
+    # The training images as a memory-mapped bank on disk, written once per work dir.
+    bank_dir = os.path.join(os.path.dirname(_checkpoint_dir(config, strategy)), "image_bank")
+    try:
+      ids, images = partners.open_image_bank(bank_dir)
+    except FileNotFoundError:
+      partners.write_image_bank(bank_dir, pipeline.image_batches(
+          config.dataset, None, data_dir=config.data_dir, skip_counter=report.counter))
+      report.update(final=True)  # the whole source has been read: the share is known
+      ids, images = partners.open_image_bank(bank_dir)
     ref_rows, cand_rows = partners.neighbour_rows(ids, table.ids, table.neighbour_ids)
     if objective.threshold is None:
       threshold = partners.table_threshold(table.distances, objective.partner_k,

@@ -2,12 +2,21 @@
 
 The similarity component's neighbour table gives, for every image id and quadrant i, k
 neighbour ids (nearest first) and squared-L2 distances. Per sample we draw one rank r in
-0..k-1 (METHOD.md) and take, for each quadrant i, the r-th neighbour of quadrant i. All
-images live in memory as one uint8 bank (64x64x3 = 12 KB each: 4 GB for COCO's 339k), so the
-join is a gather inside tf.data, with no Python per sample.
+0..k-1 (METHOD.md) and take, for each quadrant i, the r-th neighbour of quadrant i.
+
+The images come from an *image bank*: the training split's central crops as one uint8
+[N, 64, 64, 3] array (12 KB per image: 1.45 GB for COCO's 118k, 12 GB for 1M), written once
+to disk (``write_image_bank``) and memory-mapped, so the trainer's memory does not grow with
+the dataset and nothing hits TF's 2 GB limit on graph constants. The join runs per batch:
+rows are computed in the graph, then one ``numpy_function`` gathers the batch's 5B images from
+the map (the page cache keeps hot rows in RAM).
 """
 
 from __future__ import annotations
+
+import json
+import os
+from typing import Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -39,6 +48,56 @@ def table_threshold(distances: np.ndarray, partner_k: int, quantile: float) -> f
   return float(np.quantile(np.asarray(distances)[:, :, :partner_k], quantile))
 
 
+_BANK_IMAGES, _BANK_IDS, _BANK_RECORD = "images.u8", "ids.npy", "bank.json"
+
+
+def write_image_bank(directory: str, batches: Iterable[tuple[np.ndarray, np.ndarray]],
+                     image_size: int = conventions.IMAGE_SIZE) -> int:
+  """Writes (ids [b], uint8 images [b, S, S, 3]) batches as an image bank; -> image count.
+
+  Streams: memory holds one batch. Written to a temporary directory and renamed, so a bank
+  on disk is always complete (an interrupted write leaves none).
+  """
+  tmp = directory.rstrip("/") + ".tmp"
+  if tf.io.gfile.exists(tmp):
+    tf.io.gfile.rmtree(tmp)
+  os.makedirs(tmp)
+  ids, count = [], 0
+  with open(os.path.join(tmp, _BANK_IMAGES), "wb") as f:
+    for batch_ids, images in batches:
+      images = np.ascontiguousarray(images, np.uint8)
+      if images.shape[1:] != (image_size, image_size, 3):
+        raise ValueError(f"image bank: images must be [b, {image_size}, {image_size}, 3], "
+                         f"got {images.shape}")
+      f.write(images.tobytes())
+      ids.append(np.asarray(batch_ids, np.int64))
+      count += len(images)
+  np.save(os.path.join(tmp, _BANK_IDS),
+          np.concatenate(ids) if ids else np.zeros([0], np.int64))
+  with open(os.path.join(tmp, _BANK_RECORD), "w") as f:
+    json.dump({"num_images": count, "image_size": image_size}, f)
+  if tf.io.gfile.exists(directory):
+    tf.io.gfile.rmtree(directory)
+  os.rename(tmp, directory)
+  return count
+
+
+def open_image_bank(directory: str) -> tuple[np.ndarray, np.ndarray]:
+  """-> (ids int64 [N], memory-mapped uint8 images [N, S, S, 3]) of a written bank."""
+  record_path = os.path.join(directory, _BANK_RECORD)
+  if not os.path.exists(record_path):
+    raise FileNotFoundError(f"no image bank in {directory!r} (write_image_bank writes one)")
+  with open(record_path) as f:
+    record = json.load(f)
+  size = record["image_size"]
+  ids = np.load(os.path.join(directory, _BANK_IDS))
+  if not record["num_images"]:
+    return ids, np.zeros([0, size, size, 3], np.uint8)
+  images = np.memmap(os.path.join(directory, _BANK_IMAGES), np.uint8, "r",
+                     shape=(record["num_images"], size, size, 3))
+  return ids, images
+
+
 def index_partner_dataset(bank_images: np.ndarray, reference_rows: np.ndarray,
                           candidate_rows: np.ndarray, candidate_distances: np.ndarray,
                           batch_size: int, partner_k: int, seed: int = 0,
@@ -46,10 +105,12 @@ def index_partner_dataset(bank_images: np.ndarray, reference_rows: np.ndarray,
                           ) -> tf.data.Dataset:
   """Batches {"image" [B,64,64,3], "candidates" [B,4,64,64,3], "candidate_distances" [B,4]}.
 
-  No flips: a flip would move objects between quadrants and break the table's pairing.
+  bank_images: uint8 [N, S, S, 3], in memory or memory-mapped (``open_image_bank``); only the
+  rows of each batch are read. No flips: a flip would move objects between quadrants and
+  break the table's pairing.
   """
   k = min(partner_k, candidate_rows.shape[-1])
-  bank = tf.constant(bank_images)
+  image_shape = tuple(bank_images.shape[1:])
   cand_rows = tf.constant(candidate_rows[:, :, :k].astype(np.int64))
   cand_dist = tf.constant(np.asarray(candidate_distances)[:, :, :k].astype(np.float32))
   ref_rows = tf.constant(reference_rows.astype(np.int64))
@@ -66,13 +127,18 @@ def index_partner_dataset(bank_images: np.ndarray, reference_rows: np.ndarray,
     quadrant = tf.range(conventions.NUM_QUADRANTS)
     index = tf.stack([quadrant, tf.fill([conventions.NUM_QUADRANTS], tf.cast(rank, tf.int32))], -1)
     rows = tf.gather_nd(cand_rows[position], index)  # [4]
-    return {"image": tf.gather(bank, ref_rows[position]), "candidates": tf.gather(bank, rows),
+    return {"rows": tf.concat([[ref_rows[position]], rows], 0),  # reference, then TL..BR
             "candidate_distances": tf.gather_nd(cand_dist[position], index)}
 
-  def to_float(batch):
-    return {**batch, "image": preprocess.to_unit_range(batch["image"]),
-            "candidates": preprocess.to_unit_range(batch["candidates"])}
+  def gather(rows):  # one read of the bank per batch, rows [B, 5]
+    return np.asarray(bank_images[rows.reshape(-1)]).reshape(rows.shape + image_shape)
+
+  def load(batch):
+    images = tf.numpy_function(gather, [batch["rows"]], tf.uint8, stateful=False)
+    images = preprocess.to_unit_range(tf.ensure_shape(images, (per_replica, 5) + image_shape))
+    return {"image": images[:, 0], "candidates": images[:, 1:],
+            "candidate_distances": batch["candidate_distances"]}
 
   ds = tf.data.Dataset.zip(positions, ranks).map(join, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(per_replica, drop_remainder=True)
-  return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+  return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -9,6 +9,8 @@ Randomness is reproducible: file order, crops, flips and the buffer all derive f
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import tensorflow as tf
 
@@ -105,6 +107,20 @@ def eval_dataset(spec: str | DatasetSpec, split: str | None = None, batch_size: 
   return ds.map(_to_unit_range, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
+def image_batches(spec: str | DatasetSpec, split: str | None = None,
+                  image_size: int = conventions.IMAGE_SIZE, limit: int | None = None,
+                  data_dir: str | None = None, crop_fraction: float = 1.0,
+                  skip_counter: SkipCounter | None = None, batch_size: int = 256
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Yields (ids int64 [b], images uint8 [b, S, S, 3]): central crops in the source's fixed
+  order, a batch at a time (``partners.write_image_bank`` streams them to disk)."""
+  ds = center_examples(spec, split, image_size, data_dir, None, crop_fraction, skip_counter)
+  if limit is not None:
+    ds = ds.take(limit)
+  for ids, images in ds.map(lambda ex: (ex["id"], ex["image"])).batch(batch_size).prefetch(2):
+    yield ids.numpy().astype(np.int64), images.numpy()
+
+
 def load_images_array(spec: str | DatasetSpec, split: str | None = None,
                       image_size: int = conventions.IMAGE_SIZE, limit: int | None = None,
                       data_dir: str | None = None, crop_fraction: float = 1.0,
@@ -112,19 +128,17 @@ def load_images_array(spec: str | DatasetSpec, split: str | None = None,
                       ) -> tuple[np.ndarray, np.ndarray]:
   """-> (ids int64 [N], images uint8 [N, S, S, 3]), central crops in the source's fixed order.
 
-  For the similarity component (embedding every image) and to hold candidate images in
-  memory for the trainer's joins. ``limit`` caps N (the first ``limit`` kept images).
+  For the similarity component (embedding every image). ``limit`` caps N (the first
+  ``limit`` kept images).
   """
-  ds = center_examples(spec, split, image_size, data_dir, None, crop_fraction, skip_counter)
-  if limit is not None:
-    ds = ds.take(limit)
   ids, images = [], []
-  for batch in ds.map(lambda ex: (ex["id"], ex["image"])).batch(256).prefetch(2):
-    ids.append(batch[0].numpy())
-    images.append(batch[1].numpy())
+  for batch_ids, batch_images in image_batches(spec, split, image_size, limit, data_dir,
+                                               crop_fraction, skip_counter):
+    ids.append(batch_ids)
+    images.append(batch_images)
   if not ids:
     return np.zeros([0], np.int64), np.zeros([0, image_size, image_size, 3], np.uint8)
-  return np.concatenate(ids).astype(np.int64), np.concatenate(images)
+  return np.concatenate(ids), np.concatenate(images)
 
 
 def probe_dataset(spec: str | DatasetSpec = "stl10", split: str = "train",
