@@ -8,8 +8,13 @@ share the machine's load):
   implementation does); ``exact_tf``: ``tf.matmul`` + ``tf.math.top_k``.
 * ``scann``: our settings (``index.choose_settings``: tree with ~sqrt(N) leaves, 10% searched,
   AH 2 dims/block, exact reorder of the top 240), plus a wider search for the trade-off curve.
-* ``faiss_ivf``: IVF-Flat with 4*sqrt(N) lists at several nprobe (only when faiss imports:
-  ``pip install faiss-cpu``, a benchmark-only extra).
+* ``scann_tuned``: ``index.tune_settings`` (the similarity component's default): the fastest
+  settings reaching ``--target_recall`` on a held-out sample of the database.
+* ``faiss_ivf``: IVF-Flat with 4*sqrt(N) lists at nprobe 1..128 (only when faiss imports:
+  ``pip install faiss-cpu``, a benchmark-only extra). The comparison: tuned ScaNN vs faiss's
+  fastest nprobe that reaches the target recall, same queries, same threads.
+* ``selfjoin``: the neighbour table's cost for one position at ``--selfjoin_size`` (every row
+  searched): tuned vs rule-of-thumb settings.
 
 Data: Gaussian-cluster embeddings (``clustered``, 100k and 1M x 64-d by default; the queries are
 held-out draws from the same clusters) and real ones (``scenes_pixels``: the pixels extractor
@@ -124,7 +129,48 @@ def bench_scann(db, queries, k, truth):
   return rows
 
 
-def bench_faiss(db, queries, k, truth, nprobes=(8, 16, 32, 64)):
+def bench_scann_tuned(db, queries, k, truth, target_recall):
+  """``index.tune_settings`` on the database (its own held-out sample), then the bench queries."""
+  tuning, tune_s = timed(lambda: index.tune_settings(db, k, target_recall))
+  settings = tuning.settings
+  searcher, build = timed(lambda: index.build_searcher(db, k, settings))
+  found, _ = index.scann_search(searcher, queries, k, settings)
+  tiled = np.tile(queries, (_ANN_TILE, 1))
+  _, seconds = timed(lambda: index.scann_search(searcher, tiled, k, settings),
+                     repeats=_ANN_REPEATS)
+  return [{"method": "scann_tuned", "build_s": build, "tune_s": tune_s,
+           "qps": len(tiled) / seconds, "recall": recall(found, truth),
+           "settings": settings.to_dict(), "tuning": tuning.to_dict()}], settings
+
+
+def selfjoin_case(name, db, k, tuned, subset=100_000):
+  """The neighbour table's cost for one position: every row searched (self excluded).
+
+  Tuned settings: all rows. The rule-of-thumb settings: the first ``subset`` rows, scaled to
+  N (marked), since the full join with them takes ~6 minutes per position.
+  """
+  print(f"\n== self-join {name}: {db.shape[0]:,} rows", flush=True)
+  rows = []
+  for label, settings, count in (("tuned", tuned, db.shape[0]),
+                                 ("rule_of_thumb", index.choose_settings(db.shape[0], k),
+                                  min(subset, db.shape[0]))):
+    searcher = index.build_searcher(db, k + 1 + index._DUPLICATE_EXTRA, settings)
+    search = lambda q, m, s=settings, h=searcher: index.scann_search(h, q, m, s)
+    start = time.perf_counter()
+    for begin in range(0, count, 16384):
+      index._fill_rows(db, np.arange(begin, min(begin + 16384, count)), k, search)
+    seconds = time.perf_counter() - start
+    rows.append({"settings_kind": label, "settings": settings.to_dict(), "rows_searched": count,
+                 "seconds": seconds, "seconds_for_all_rows": seconds * db.shape[0] / count,
+                 "extrapolated": count < db.shape[0]})
+    print(f"  {label:14s} {seconds:8.1f} s for {count:,} rows -> "
+          f"{rows[-1]['seconds_for_all_rows']:.1f} s for all", flush=True)
+  speedup = rows[1]["seconds_for_all_rows"] / rows[0]["seconds_for_all_rows"]
+  print(f"  tuned is {speedup:.1f}x faster", flush=True)
+  return {"case": f"selfjoin_{name}", "k": k, "results": rows, "speedup": speedup}
+
+
+def bench_faiss(db, queries, k, truth, nprobes=(1, 2, 4, 8, 16, 32, 64, 128)):
   try:
     import faiss  # pylint: disable=import-outside-toplevel
   except ImportError:
@@ -151,11 +197,13 @@ def bench_faiss(db, queries, k, truth, nprobes=(8, 16, 32, 64)):
   return rows
 
 
-def run_case(name, db, queries, k):
+def run_case(name, db, queries, k, target_recall):
   print(f"\n== {name}: db {db.shape[0]:,} x {db.shape[1]}, {len(queries):,} queries", flush=True)
   truth, exact = bench_exact_numpy(db, queries, k)
   rows = [exact, bench_exact_tf(db, queries, k, truth)]
   rows += bench_scann(db, queries, k, truth)
+  tuned_rows, tuned = bench_scann_tuned(db, queries, k, truth, target_recall)
+  rows += tuned_rows
   rows += bench_faiss(db, queries, k, truth)
   base = max(rows[0]["qps"], rows[1]["qps"])  # the faster exact method is the baseline
   for row in rows:
@@ -166,8 +214,24 @@ def run_case(name, db, queries, k):
             flush=True)
     else:
       print(f"  {row['method']:24s} {row['skipped']}")
+  # The goal: at recall >= target, tuned ScaNN vs faiss IVF-Flat's fastest setting there.
+  faiss_ok = [r for r in rows if r["method"].startswith("faiss") and "qps" in r
+              and r["recall"] >= target_recall]
+  scann_row = next(r for r in rows if r["method"] == "scann_tuned")
+  comparison = {"target_recall": target_recall, "scann_tuned_recall": scann_row["recall"],
+                "scann_tuned_qps": scann_row["qps"],
+                "scann_tuned_vs_best_exact": scann_row["speedup_vs_best_exact"]}
+  if faiss_ok:
+    best = max(faiss_ok, key=lambda r: r["qps"])
+    comparison.update(faiss_best_method=best["method"], faiss_best_qps=best["qps"],
+                      faiss_best_recall=best["recall"],
+                      scann_tuned_vs_faiss=scann_row["qps"] / best["qps"])
+    print(f"  at recall@{k} >= {target_recall}: scann_tuned {scann_row['qps']:.0f} q/s vs "
+          f"{best['method']} {best['qps']:.0f} q/s = {comparison['scann_tuned_vs_faiss']:.2f}x",
+          flush=True)
   return {"case": name, "num_vectors": int(db.shape[0]), "dim": int(db.shape[1]),
-          "num_queries": int(len(queries)), "k": k, "results": rows}
+          "num_queries": int(len(queries)), "k": k, "results": rows, "comparison": comparison,
+          "tuned_settings": tuned.to_dict()}
 
 
 def precision_case(num_scenes: int, specs: list[str], k: int) -> dict:
@@ -202,6 +266,9 @@ def main():
   parser.add_argument("--scenes", type=int, default=20000, help="0 skips the real-data case")
   parser.add_argument("--precision_scenes", type=int, default=5000, help="0 skips it")
   parser.add_argument("--precision_extractors", default="pixels,random_cnn,random_encoder:small")
+  parser.add_argument("--target_recall", type=float, default=index.DEFAULT_TARGET_RECALL)
+  parser.add_argument("--selfjoin_size", type=int, default=1_000_000,
+                      help="self-join timing on this clustered size (0 skips it)")
   parser.add_argument("--out", default=RESULTS)
   args = parser.parse_args()
   cases = []
@@ -209,11 +276,15 @@ def main():
   for dim in [int(d) for d in args.dims.split(",") if d]:
     for size in [int(s) for s in args.sizes.split(",") if s]:
       db, queries = clustered(size, dim, args.num_queries)
-      cases.append(run_case(f"clustered_{size}x{dim}", db, queries, args.k))
+      cases.append(run_case(f"clustered_{size}x{dim}", db, queries, args.k, args.target_recall))
+      if size == args.selfjoin_size:
+        tuned = index.IndexSettings(**cases[-1]["tuned_settings"])
+        cases.append(selfjoin_case(f"clustered_{size}x{dim}", db, args.k, tuned))
       del db, queries
   if args.scenes:
     db, queries = scenes_pixels(args.scenes, args.num_queries)
-    cases.append(run_case(f"scenes_pixels_{args.scenes}x4", db, queries, args.k))
+    cases.append(run_case(f"scenes_pixels_{args.scenes}x4", db, queries, args.k,
+                          args.target_recall))
   if args.precision_scenes:
     cases.append(precision_case(args.precision_scenes, args.precision_extractors.split(","),
                                 args.k))

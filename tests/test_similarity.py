@@ -46,6 +46,28 @@ def test_scann_tree_matches_exact_and_excludes_self():
       result.distances, ((db[result.rows] - db[:, None]) ** 2).sum(-1), rtol=1e-4, atol=1e-4)
 
 
+def test_tuned_settings_reach_the_target_recall_and_are_the_fastest_that_do():
+  db = _clustered(8000, 16, clusters=200)
+  tuning = index.tune_settings(db, k=10, target_recall=0.97, sample_queries=300,
+                               timing_queries=1000, leaf_factors=(1.0, 2.0),
+                               reorder_factors=(4, 16))
+  assert tuning.settings.kind in ("tree_bf", "tree_ah") and tuning.recall >= 0.97
+  reached = [t for t in tuning.tried if t["recall"] >= 0.97]
+  assert tuning.queries_per_second == max(t["queries_per_second"] for t in reached)
+  # Fewest leaves: one step fewer (where evaluated) misses the target.
+  best = next(t for t in tuning.tried if t["queries_per_second"] == tuning.queries_per_second)
+  fewer = [int(n) for n, r in best["recalls_seen"].items() if int(n) < best["leaves_to_search"]]
+  assert all(best["recalls_seen"][str(n)] < 0.97 for n in fewer)
+  # The table built with them measures (about) the tuned recall on fresh queries.
+  result = index.find_neighbours(np.arange(len(db)), np.stack([db] * 4, 1), k=10,
+                                 recall_queries=300, target_recall=0.97, seed=5)
+  assert result.summary()["tuning"]["settings"] == result.positions[0].settings.to_dict()
+  assert result.summary()["recall_at_k_mean"] >= 0.95
+  json.dumps(result.summary())  # record.json-ready
+  small = index.tune_settings(db[:1000], k=10)
+  assert small.settings.kind == "brute_force" and small.recall == 1.0
+
+
 def test_exact_search_matches_bruteforce_definition():
   db, q = _clustered(500, 8, seed=1), _clustered(20, 8, seed=2)
   rows, dist = index.exact_search(db, q, 5, chunk_bytes=4096)  # forces several blocks

@@ -33,6 +33,8 @@ def define_flags() -> None:
   flags.DEFINE_list("beam_options", [], "Beam pipeline flags, e.g. --runner=DataflowRunner.")
   flags.DEFINE_integer("num_shards", 4, "Embedding shards written by the Beam pipeline.")
   flags.DEFINE_integer("recall_queries", 1000, "Sampled queries per position for recall@k.")
+  flags.DEFINE_float("target_recall", 0.98, "Tune the ScaNN index for the fastest search "
+                     "reaching this recall@k on a held-out sample (0 = rule-of-thumb settings).")
   flags.DEFINE_integer("batch_size", extractors_lib.DEFAULT_BATCH_SIZE, "Embedding batch size.")
   flags.DEFINE_integer("seed", 0, "Seed of random extractors and samples.")
   flags.DEFINE_bool("save_searchers", True, "Save the ScaNN searchers with the table.")
@@ -45,6 +47,7 @@ def inputs_from_flags() -> SimilarityInputs:
       extractor=FLAGS.extractor, k=FLAGS.k, image_size=FLAGS.image_size, limit=FLAGS.limit,
       use_beam=FLAGS.use_beam, beam_options=tuple(FLAGS.beam_options),
       num_shards=FLAGS.num_shards, recall_queries=FLAGS.recall_queries,
+      target_recall=FLAGS.target_recall,
       batch_size=FLAGS.batch_size, seed=FLAGS.seed, save_searchers=FLAGS.save_searchers)
 
 

@@ -58,6 +58,7 @@ def build_neighbour_table(ids: np.ndarray, embeddings: np.ndarray, k: int = DEFA
                           recall_queries: int = 1000,
                           settings: IndexSettings | None = None,
                           brute_force_below: int | None = None,
+                          target_recall: float | None = None,
                           record: Mapping[str, Any] | None = None,
                           ) -> tuple[NeighbourTable, list]:
   """Index the embeddings, find neighbours, measure recall (and precision on scenes).
@@ -69,6 +70,8 @@ def build_neighbour_table(ids: np.ndarray, embeddings: np.ndarray, k: int = DEFA
     shapes_by_id: [max_id + 1, 4] ground-truth shape per quadrant (lorbms_scenes), for the
       neighbour precision; None when the dataset has no such labels.
     recall_queries: queries sampled per position for recall@k against exact search.
+    target_recall: tune the index for the fastest search reaching this recall@k (None: the
+      rule-of-thumb settings); the chosen settings and measurements go into record.json.
     record: extra fields for record.json (extractor, dataset, ...).
 
   Returns:
@@ -77,7 +80,7 @@ def build_neighbour_table(ids: np.ndarray, embeddings: np.ndarray, k: int = DEFA
   kwargs = {} if brute_force_below is None else {"brute_force_below": brute_force_below}
   result = find_neighbours(ids, embeddings, k, settings=settings,
                            recall_queries=recall_queries, position_major=position_major,
-                           **kwargs)
+                           target_recall=target_recall, **kwargs)
   summary = result.summary()
   precision = None
   if shapes_by_id is not None:

@@ -44,7 +44,8 @@ _MAX_LEAVES_TO_SEARCH = 256
 @dataclasses.dataclass(frozen=True)
 class IndexSettings:
   """How one position's searcher is built and queried (written into record.json)."""
-  kind: str  # "brute_force" (exact ScaNN) or "tree_ah" (tree + AH + reorder)
+  kind: str  # "brute_force" (exact ScaNN), "tree_ah" (tree + AH + reorder), "tree_bf" (tree +
+  # exact scoring inside the searched leaves, like faiss IVF-Flat)
   num_leaves: int = 0
   leaves_to_search: int = 0
   dims_per_block: int = 2
@@ -86,6 +87,128 @@ def choose_settings(num_vectors: int, k: int = DEFAULT_K,
       training_sample_size=min(num_vectors, 250_000))
 
 
+DEFAULT_TARGET_RECALL = 0.98
+_LEAF_FACTORS = (1.0, 2.0, 4.0)  # num_leaves = factor * sqrt(N), tried by tune_settings
+_REORDER_FACTORS = (4, 16, 64)  # AH: exact re-scoring depth = factor * searched candidates
+
+
+@dataclasses.dataclass
+class TuningResult:
+  """What ``tune_settings`` chose and everything it measured (written into record.json)."""
+  settings: IndexSettings
+  recall: float  # recall@k of the chosen settings on the held-out sample
+  queries_per_second: float
+  target_recall: float
+  sample_queries: int
+  seconds: float
+  tried: list[dict[str, Any]]
+
+  def to_dict(self) -> dict[str, Any]:
+    return {**dataclasses.asdict(self), "settings": self.settings.to_dict()}
+
+
+def tune_settings(db: np.ndarray, k: int = DEFAULT_K, target_recall: float = DEFAULT_TARGET_RECALL,
+                  sample_queries: int = 1000, timing_queries: int = 5000, seed: int = 0,
+                  leaf_factors: tuple[float, ...] = _LEAF_FACTORS,
+                  reorder_factors: tuple[int, ...] = _REORDER_FACTORS,
+                  brute_force_below: int = BRUTE_FORCE_BELOW) -> TuningResult:
+  """The fastest ScaNN settings that reach ``target_recall`` (recall@k) on ``db``, measured.
+
+  Held-out sample: ``sample_queries`` rows of ``db``, searched exactly for the ground truth
+  (self and bit-identical copies excluded, as in the table). For each number of leaves
+  (``leaf_factors`` x sqrt(N)) two builds: exact scoring inside the leaves ("tree_bf"), and
+  asymmetric hashing (2 dims per 4-bit code, ScaNN's default) with each reorder depth
+  ("tree_ah"); for each, the fewest leaves to search that reach the target (doubling, then
+  bisection: recall grows with it) are found, then that setting's queries/s is timed (best
+  of 3 over ``timing_queries`` rows). The fastest one that reaches the target wins; if
+  none does, the one with the highest recall. Below ``brute_force_below`` vectors: exact
+  brute force.
+  """
+  start = time.perf_counter()
+  db = np.ascontiguousarray(db, dtype=np.float32)
+  n = db.shape[0]
+  check_k(n, k)
+  if n < brute_force_below:
+    settings = IndexSettings(kind="brute_force")
+    return TuningResult(settings, 1.0, float("nan"), target_recall, 0,
+                        time.perf_counter() - start, [])
+  rng = np.random.default_rng(seed)
+  sample = np.sort(rng.choice(n, size=min(sample_queries, n), replace=False))
+  truth, _ = exact_neighbours(db, sample, k)
+  timing_set = db[rng.choice(n, size=min(timing_queries, n), replace=False)]
+  num = k + 1 + _DUPLICATE_EXTRA
+  tried: list[dict[str, Any]] = []
+  for factor in leaf_factors:
+    num_leaves = max(16, int(round(factor * math.sqrt(n))))
+    if num_leaves * 8 > n:  # leaves of fewer than ~8 vectors: k-means is meaningless
+      continue
+    ah = IndexSettings(kind="tree_ah", num_leaves=num_leaves, leaves_to_search=num_leaves,
+                       dims_per_block=2, reorder=num * max(reorder_factors),
+                       training_sample_size=min(n, 250_000))
+    exact_leaves = dataclasses.replace(ah, kind="tree_bf", reorder=0)
+    candidates = [(exact_leaves, 0)] + [(ah, num * factor) for factor in reorder_factors]
+    searchers = {}
+    for base, reorder in candidates:
+      if base.kind not in searchers:
+        searchers[base.kind] = build_searcher(db, num, base)
+      searcher = searchers[base.kind]
+
+      def settings_for(leaves, base=base, reorder=reorder):
+        return dataclasses.replace(base, leaves_to_search=leaves, reorder=reorder)
+
+      def recall_of(leaves):
+        s = settings_for(leaves)
+        rows, _, _ = _fill_rows(db, sample, k, lambda q, m: scann_search(searcher, q, m, s))
+        return recall_at_k(rows, truth)
+
+      leaves, recall, cache = _fewest_leaves(recall_of, num_leaves, target_recall)
+      s = settings_for(leaves)
+      _, seconds = _best_time(lambda: scann_search(searcher, timing_set, num, s))
+      tried.append({**s.to_dict(), "recall": recall, "queries_per_second":
+                    len(timing_set) / seconds, "recalls_seen": cache})
+  reached = [t for t in tried if t["recall"] >= target_recall]
+  best = (max(reached, key=lambda t: t["queries_per_second"]) if reached
+          else max(tried, key=lambda t: (t["recall"], t["queries_per_second"])))
+  fields = {f.name for f in dataclasses.fields(IndexSettings)}
+  settings = IndexSettings(**{key: value for key, value in best.items() if key in fields})
+  return TuningResult(settings, best["recall"], best["queries_per_second"], target_recall,
+                      len(sample), time.perf_counter() - start, tried)
+
+
+def _fewest_leaves(recall_of, num_leaves: int, target: float) -> tuple[int, float, dict]:
+  """Smallest leaves_to_search in [1, num_leaves] whose recall reaches target (recall is
+  monotone in it up to noise); -> (leaves, its recall, {leaves: recall} evaluated)."""
+  cache: dict[int, float] = {}
+
+  def recall(leaves):
+    if leaves not in cache:
+      cache[leaves] = recall_of(leaves)
+    return cache[leaves]
+
+  high = 1
+  while recall(high) < target and high < num_leaves:
+    high = min(num_leaves, high * 2)
+  if recall(high) < target:
+    return high, recall(high), {str(key): value for key, value in sorted(cache.items())}
+  low = high // 2  # recall(low) < target, or low == 0
+  while high - low > max(1, high // 16):  # within ~6%: finer steps are lost in timing noise
+    mid = (low + high) // 2
+    if mid and recall(mid) >= target:
+      high = mid
+    else:
+      low = mid
+  return high, recall(high), {str(key): value for key, value in sorted(cache.items())}
+
+
+def _best_time(fn, repeats: int = 3) -> tuple[Any, float]:
+  best, result = float("inf"), None
+  for _ in range(repeats):
+    begin = time.perf_counter()
+    result = fn()
+    best = min(best, time.perf_counter() - begin)
+  return result, best
+
+
 class Searcher(Protocol):
   """The part of ``scann_ops_pybind.ScannSearcher`` that we use."""
 
@@ -104,12 +227,14 @@ def build_searcher(db: np.ndarray, k: int, settings: IndexSettings) -> Searcher:
   builder = scann.scann_ops_pybind.builder(db, max(1, k), "squared_l2")
   if settings.kind == "brute_force":
     return builder.score_brute_force().build()
-  if settings.kind != "tree_ah":
+  if settings.kind not in ("tree_ah", "tree_bf"):
     raise ValueError(f"unknown index kind {settings.kind!r}")
   builder = builder.tree(
       num_leaves=settings.num_leaves,
       num_leaves_to_search=settings.leaves_to_search,
       training_sample_size=settings.training_sample_size)
+  if settings.kind == "tree_bf":
+    return builder.score_brute_force().build()
   builder = builder.score_ah(settings.dims_per_block)
   return builder.reorder(settings.reorder).build()
 
@@ -129,6 +254,10 @@ def scann_search(searcher: Searcher, queries: np.ndarray, num: int,
         queries, final_num_neighbors=num,
         pre_reorder_num_neighbors=max(settings.reorder, num),
         leaves_to_search=settings.leaves_to_search,
+        batch_size=settings.search_batch_size)
+  elif settings.kind == "tree_bf":
+    rows, dist = searcher.search_batched_parallel(
+        queries, final_num_neighbors=num, leaves_to_search=settings.leaves_to_search,
         batch_size=settings.search_batch_size)
   else:
     rows, dist = searcher.search_batched_parallel(
@@ -325,6 +454,7 @@ class NeighbourResult:
   distances: np.ndarray  # float32 [N, 4, k]
   searchers: list
   positions: list[PositionResult]
+  tuning: TuningResult | None = None
 
   def summary(self) -> dict[str, Any]:
     """The index part of record.json."""
@@ -336,13 +466,15 @@ class NeighbourResult:
         "duplicates_dropped": [p.num_duplicates_dropped for p in self.positions],
         "recall_at_k": [p.recall for p in self.positions],
         "recall_at_k_mean": float(np.mean(recalls)) if recalls else None,
+        "tuning": self.tuning.to_dict() if self.tuning else None,
     }
 
 
 def find_neighbours(ids: np.ndarray, embeddings: np.ndarray, k: int = DEFAULT_K,
                     settings: IndexSettings | None = None, recall_queries: int = 1000,
                     brute_force_below: int = BRUTE_FORCE_BELOW,
-                    position_major: bool = False, seed: int = 0) -> NeighbourResult:
+                    position_major: bool = False, seed: int = 0,
+                    target_recall: float | None = None) -> NeighbourResult:
   """Neighbour table for every image and quadrant position.
 
   Args:
@@ -352,6 +484,9 @@ def find_neighbours(ids: np.ndarray, embeddings: np.ndarray, k: int = DEFAULT_K,
     k: neighbours per quadrant.
     settings: index settings; by default ``choose_settings(N, k, brute_force_below)``.
     recall_queries: sample size for recall@k against exact search (0 = skip).
+    target_recall: without ``settings``, tune them (``tune_settings``) on position 0 for the
+      fastest search reaching this recall@k, and use them for all four; None = the
+      rule-of-thumb ``choose_settings``.
   """
   ids = np.asarray(ids, np.int64)
   num_positions = embeddings.shape[0] if position_major else embeddings.shape[1]
@@ -363,6 +498,11 @@ def find_neighbours(ids: np.ndarray, embeddings: np.ndarray, k: int = DEFAULT_K,
   if np.unique(ids).size != num:
     raise ValueError("image ids must be unique")
   order = np.argsort(ids, kind="stable")
+  tuning = None
+  if settings is None and target_recall:
+    tuning = tune_settings(embeddings[0] if position_major else embeddings[:, 0], k,
+                           target_recall, seed=seed, brute_force_below=brute_force_below)
+    settings = tuning.settings
   settings = settings or choose_settings(num, k, brute_force_below)
   positions = []
   for i in range(conventions.NUM_QUADRANTS):
@@ -372,7 +512,7 @@ def find_neighbours(ids: np.ndarray, embeddings: np.ndarray, k: int = DEFAULT_K,
   dist = np.stack([p.distances for p in positions], axis=1)[order]
   neighbour_ids = np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
   return NeighbourResult(ids[order], neighbour_ids, dist, [p.searcher for p in positions],
-                         positions)
+                         positions, tuning)
 
 
 def neighbour_precision(ids: np.ndarray, neighbour_ids: np.ndarray, shapes_by_id: np.ndarray,
