@@ -74,10 +74,16 @@ class EvalConfig:
 
 def load_split(dataset: str, split: str, limit: int | None, data_dir: str | None,
                image_size: int = conventions.IMAGE_SIZE) -> dict[str, np.ndarray]:
-  """The first ``limit`` images of a split (central crops, fixed order) and their labels."""
-  from lorbms_tf.data import pipeline  # pylint: disable=import-outside-toplevel
+  """The first ``limit`` images of a split (central crops, fixed order) and their labels.
+
+  Bad files are skipped by the decoding stage's rules, each named once in the log, and the
+  counts logged (README "Bad data").
+  """
+  from lorbms_tf.data import pipeline, quality, sources  # pylint: disable=import-outside-toplevel
+  report = quality.SkipReport(sources.SkipCounter(f"evaluation {split}"), str(dataset),
+                              max_fraction=1.0)
   ds = pipeline.eval_dataset(dataset, split, batch_size=256, image_size=image_size,
-                             data_dir=data_dir)
+                             data_dir=data_dir, skip_counter=report.counter)
   if limit is not None:
     ds = ds.unbatch().take(limit).batch(256)
   keys = ("image", "id", "shapes", "colors", "label")
@@ -86,8 +92,10 @@ def load_split(dataset: str, split: str, limit: int | None, data_dir: str | None
     for key in keys:
       if key in batch:
         out.setdefault(key, []).append(batch[key].numpy())
+  counts = report.update(final=limit is None)
+  logging.info("%s %s: %s", dataset, split, report.line(counts))
   if not out:
-    raise ValueError(f"dataset {dataset!r} split {split!r} yielded no images")
+    raise report.no_usable_images()
   return {key: np.concatenate(values) for key, values in out.items()}
 
 
