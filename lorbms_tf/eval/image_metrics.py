@@ -8,6 +8,8 @@ Two classifiers can supply the activations:
   flattens with ``tf.compat.v1.layers.flatten``, which Keras 3 rejects, and needs tensorflow_hub,
   so ``SavedModelClassifier`` loads the SavedModel with ``tf.saved_model.load`` and flattens with
   a reshape. Numbers from it are comparable with the thesis's FID/IS.
+* ``--fid_model=builtin`` (``BUILTIN_FID_MODEL``): the same network's pool_3, converted offline
+  from a PyPI wheel by ``fid_inception``. It has no logits: FID and KID, no IS.
 * Where no Inception exists (this workplace cannot download one), a *domain classifier* trained
   on ``lorbms_scenes`` ground truth (``SceneClassifier``): a small CNN predicting every
   quadrant's shape and colour. Its penultimate layer gives a **"scenes FID"** and its per-quadrant
@@ -34,6 +36,7 @@ INCEPTION_TFHUB_HANDLE = "tfgan/eval/inception/1"
 INCEPTION_IMAGE_SIZE = 299
 ACTIVATIONS_KEY = "pool_3"
 LOGITS_KEY = "logits"
+BUILTIN_FID_MODEL = "builtin"  # path alias: fid_inception.builtin_fid_model()
 
 ClassifierFn = Callable[[tf.Tensor], Mapping[str, tf.Tensor]]
 
@@ -134,16 +137,28 @@ class SavedModelClassifier:
   [B, S, S, 3] float images in [-1, 1] and returns a dict with ``pool_3`` and ``logits``.
   We resize from our 64 px to ``image_size`` bilinearly (as TF-GAN's ``preprocess_image``
   does) and flatten every output to [B, -1] with a reshape (not ``tf.compat.v1.layers``).
+
+  ``path="builtin"``: the converted standard FID Inception (``fid_inception``), built into its
+  cache on first use. It resizes to 299 itself, the original graph's way (``image_size`` is
+  ignored), and returns pool_3 only: no logits, so ``inception_quality`` gives FID and KID and
+  no IS; ``note`` says so for the report.
   """
 
   def __init__(self, path: str, image_size: int = INCEPTION_IMAGE_SIZE,
                output_keys: tuple[str, ...] = (ACTIVATIONS_KEY, LOGITS_KEY)):
+    self.note: str | None = None
+    if path == BUILTIN_FID_MODEL:
+      from lorbms_tf.eval import fid_inception  # pylint: disable=import-outside-toplevel
+      path, image_size = fid_inception.builtin_fid_model(), None
+      self.note = fid_inception.BUILTIN_NOTE
     if not tf.io.gfile.exists(path):
       raise FileNotFoundError(
           f"no SavedModel at {path!r}. The FID Inception cannot be downloaded here: pass a "
           f"local copy of TF-Hub '{INCEPTION_TFHUB_HANDLE}' (e.g. unpacked from "
-          "https://tfhub.dev/tensorflow/tfgan/eval/inception/1?tf-hub-format=compressed), or "
-          "leave --fid_model empty to get the labelled 'scenes FID' on lorbms_scenes.")
+          "https://tfhub.dev/tensorflow/tfgan/eval/inception/1?tf-hub-format=compressed), "
+          f"--fid_model={BUILTIN_FID_MODEL} (its pool_3 converted from a PyPI wheel: FID/KID, "
+          "no IS), or leave --fid_model empty to get the labelled 'scenes FID' on "
+          "lorbms_scenes.")
     self.path = path
     self.image_size = image_size
     self.output_keys = output_keys
@@ -161,7 +176,8 @@ class SavedModelClassifier:
 
   def __call__(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
     images = tf.convert_to_tensor(images, tf.float32)
-    images = tf.image.resize(images, [self.image_size, self.image_size], method="bilinear")
+    if self.image_size:
+      images = tf.image.resize(images, [self.image_size, self.image_size], method="bilinear")
     images = tf.clip_by_value(images, conventions.IMAGE_MIN, conventions.IMAGE_MAX)
     outputs = self._call(images)
     if not isinstance(outputs, Mapping):
