@@ -39,7 +39,7 @@ bench-learning: install
 	$(PY) bench/learning.py --flagfile=configs/scenes.flags --seeds=3 --data_dir=$(DATA_DIR) \
 	    --study_dir=bench/results/learning
 
-# The diagnosis and ablation study: 8 variants x 2 seeds of 500 iterations (~80 min).
+# The diagnosis and ablation study: 6 variants x 2 seeds of 500 iterations (~65 min).
 ablation: install
 	$(PY) -m lorbms_tf.ablate --flagfile=configs/ablation.flags --data_dir=$(DATA_DIR) \
 	    --study_dir=runs/ablation

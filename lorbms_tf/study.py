@@ -136,11 +136,15 @@ def finish_run(workdir: str, command: Sequence[str]) -> dict[str, Any]:
 
 
 def run_study(config: StudyConfig, log=print) -> list[dict[str, Any]]:
-  """Trains every (variant, seed) that has no result yet, one at a time; returns all results."""
+  """Trains every (variant, seed) that has no result yet, one at a time; returns all results.
+
+  Seed-major: every variant's first seed runs before any second seed, so a study stopped
+  early already compares all variants (and resuming completes the rest).
+  """
   os.makedirs(config.study_dir, exist_ok=True)
   results = []
-  for variant in config.variants:
-    for seed in config.seeds:
+  for seed in config.seeds:
+    for variant in config.variants:
       workdir = run_dir(config, variant, seed)
       result = read_result(workdir)
       if result is None:
