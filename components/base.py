@@ -1,0 +1,125 @@
+"""What every component shares: artifact folders written atomically, with a record.json.
+
+An *artifact* is a folder with ``record.json`` (producer, settings, the inputs' fingerprints,
+counts, timing, library versions, and the artifact's own ``fingerprint``). ``write_artifact``
+builds it in ``OUTPUT.tmp`` and renames it into place (the previous artifact, if any, is
+replaced only then), so a step killed mid-write leaves the old artifact untouched.
+``fingerprint`` of a step = hash of its settings and its inputs' fingerprints: the local
+pipeline runner skips a step whose fingerprint matches the artifact already there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from typing import Any, Callable, Mapping
+
+RECORD = "record.json"
+
+
+def library_versions() -> dict[str, str]:
+  from lorbms_tf.similarity import library_versions as versions  # pylint: disable=import-outside-toplevel
+  return versions()
+
+
+def read_record(artifact_dir: str) -> dict[str, Any] | None:
+  """The artifact's record, or None when there is no complete artifact there."""
+  path = os.path.join(artifact_dir, RECORD)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _jsonable(value: Any) -> Any:
+  if dataclasses.is_dataclass(value):
+    return dataclasses.asdict(value)
+  return value
+
+
+def fingerprint(settings: Any, input_fingerprints: Mapping[str, str | None]) -> str:
+  """Stable hash of a step's settings and its inputs' fingerprints."""
+  text = json.dumps({"settings": _jsonable(settings), "inputs": dict(input_fingerprints)},
+                    sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def with_flagfiles(settings: Any, args: tuple[str, ...]) -> dict[str, Any]:
+  """Settings plus the text of every ``--flagfile`` in args (nested ones too), so that an
+  edited flagfile changes the step's fingerprint."""
+  texts: dict[str, str] = {}
+  pending = [a.split("=", 1)[1] for a in args if a.startswith("--flagfile=")]
+  while pending:
+    path = pending.pop()
+    if path in texts or not os.path.exists(path):
+      continue
+    with open(path) as f:
+      texts[path] = f.read()
+    pending += [line.strip().split("=", 1)[1] for line in texts[path].splitlines()
+                if line.strip().startswith("--flagfile=")]
+  return {"settings": _jsonable(settings), "flagfiles": texts}
+
+
+def input_fingerprint(artifact_dir: str | None) -> str | None:
+  """An upstream artifact's fingerprint (its record's), None for no input."""
+  if artifact_dir is None:
+    return None
+  record = read_record(artifact_dir)
+  if record is None:
+    raise FileNotFoundError(f"input {artifact_dir!r} is not a finished artifact (no {RECORD})")
+  return record["fingerprint"]
+
+
+def is_current(output_dir: str, settings: Any, inputs: Mapping[str, str | None]) -> bool:
+  """Whether ``output_dir`` holds the artifact these settings and inputs would produce."""
+  record = read_record(output_dir)
+  try:
+    fps = {name: input_fingerprint(path) for name, path in inputs.items()}
+  except FileNotFoundError:
+    return False
+  return record is not None and record.get("fingerprint") == fingerprint(settings, fps)
+
+
+def write_artifact(output_dir: str, producer: str, settings: Any,
+                   inputs: Mapping[str, str | None],
+                   body: Callable[[str], Mapping[str, Any]],
+                   resumable: bool = False) -> dict[str, Any]:
+  """Runs ``body(tmp_dir) -> record fields`` into ``output_dir.tmp``, then renames it into place.
+
+  ``inputs``: name -> upstream artifact dir (or None). ``resumable``: a ``.tmp`` left by a
+  killed run of the *same* step (same fingerprint) is kept for ``body`` to resume (training
+  resumes from its checkpoints), never deleted. Returns the record written.
+  """
+  start = time.perf_counter()
+  input_fps = {name: input_fingerprint(path) for name, path in inputs.items()}
+  step_fingerprint = fingerprint(settings, input_fps)
+  tmp = output_dir.rstrip("/") + ".tmp"
+  marker = os.path.join(tmp, ".fingerprint")
+  same_step = os.path.exists(marker) and open(marker).read() == step_fingerprint
+  if os.path.exists(tmp) and not (resumable and same_step):
+    shutil.rmtree(tmp)
+  os.makedirs(tmp, exist_ok=True)
+  with open(marker, "w") as f:
+    f.write(step_fingerprint)
+  fields = dict(body(tmp))
+  record = {"producer": producer, "settings": _jsonable(settings),
+            "inputs": {name: {"path": path, "fingerprint": input_fps[name]}
+                       for name, path in inputs.items()},
+            "fingerprint": step_fingerprint,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - start,
+            "versions": library_versions(), **fields}
+  with open(os.path.join(tmp, RECORD), "w") as f:
+    json.dump(record, f, indent=1, default=str)
+  old = output_dir.rstrip("/") + ".old"
+  if os.path.exists(output_dir):
+    if os.path.exists(old):
+      shutil.rmtree(old)
+    os.rename(output_dir, old)
+  os.rename(tmp, output_dir)
+  if os.path.exists(old):
+    shutil.rmtree(old)
+  return record

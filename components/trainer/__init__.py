@@ -1,0 +1,62 @@
+"""Trainer component: examples (+ optional neighbour table) -> a trained work dir.
+
+  python -m components.trainer --examples=runs/pipeline/examples --output_dir=runs/pipeline/model \\
+      [--neighbours=runs/pipeline/neighbours] -- --flagfile=configs/scenes.flags [training flags]
+
+A thin step over ``python -m lorbms_tf.train`` (run as a child process, as an orchestrator
+would: the dtype policy and op determinism it sets stay inside it). The work dir is the
+artifact (checkpoints, config.json, TensorBoard, grids, train_summary.json) plus
+``record.json``. Training runs in ``OUTPUT.tmp``; a killed step resumes there from its last
+checkpoint (same settings) and the folder is renamed into place when training is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+from components import base
+from components.example_gen import examples_spec
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerInputs:
+  examples: str | None  # an ExampleGen artifact; None: the training flags name the dataset
+  neighbours: str | None = None  # a similarity artifact (its table/): --partners=index
+  train_args: tuple[str, ...] = ()  # lorbms_tf.train flags, e.g. ("--flagfile=...",)
+
+
+def train_command(inputs: TrainerInputs, workdir: str) -> list[str]:
+  args = [sys.executable, "-m", "lorbms_tf.train", *inputs.train_args, f"--workdir={workdir}"]
+  if inputs.examples:
+    # Flags after the flagfile win: the examples replace its dataset; the light evaluation
+    # needs lorbms_scenes' labels, which the evaluator step reads itself.
+    args += [f"--dataset={examples_spec(inputs.examples)}", "--eval_every=0"]
+  if inputs.neighbours:
+    args += ["--partners=index", f"--neighbour_table={os.path.join(inputs.neighbours, 'table')}"]
+  return args
+
+
+def run(inputs: TrainerInputs, output_dir: str) -> dict:
+  def body(tmp):
+    command = train_command(inputs, tmp)
+    with open(os.path.join(tmp, "train.log"), "a") as log:
+      code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
+    if code != 0:
+      with open(os.path.join(tmp, "train.log")) as log:
+        last = [line.strip() for line in log if line.strip()][-1:]
+      raise RuntimeError(f"training failed (exit {code}): {' '.join(last)} "
+                         f"(log: {os.path.join(tmp, 'train.log')})")
+    with open(os.path.join(tmp, "train_summary.json")) as f:
+      return {"command": command, "train_summary": json.load(f)}
+
+  return base.write_artifact(output_dir, "trainer", *step(inputs), body, resumable=True)
+
+
+def step(inputs: TrainerInputs) -> tuple[object, dict]:
+  """(settings, upstream artifacts): what the step's fingerprint is made of."""
+  return (base.with_flagfiles(inputs, inputs.train_args),
+          {"examples": inputs.examples, "neighbours": inputs.neighbours})

@@ -1,0 +1,116 @@
+"""Pipeline components: atomic artifacts, fingerprints, the local chain's skip and re-run
+logic, and each step's CLI on tiny data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from components import base, evaluator, pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_TRAIN = ("--flagfile=configs/smoke.flags", "--total_steps=2", "--checkpoint_every=2")
+TINY_EVAL = ("--dataset=scenes/tiny", "--num_eval_images=16", "--probe_train_images=24",
+             "--probe_epochs=1", "--scene_classifier_scenes=32", "--scene_classifier_epochs=1",
+             "--noover_checkpoints", "--grid_examples=4", "--supervised_steps=0")
+
+
+def test_artifacts_are_atomic_and_fingerprinted(tmp_path):
+  out = str(tmp_path / "artifact")
+
+  def body(tmp):
+    with open(os.path.join(tmp, "data.txt"), "w") as f:
+      f.write("v1")
+    return {"counts": {"n": 1}}
+
+  record = base.write_artifact(out, "test", {"a": 1}, {}, body)
+  assert base.is_current(out, {"a": 1}, {}) and not base.is_current(out, {"a": 2}, {})
+  assert record["fingerprint"] == base.read_record(out)["fingerprint"]
+
+  def killed(tmp):
+    with open(os.path.join(tmp, "data.txt"), "w") as f:
+      f.write("half")
+    raise KeyboardInterrupt  # a step killed mid-write
+
+  with pytest.raises(KeyboardInterrupt):
+    base.write_artifact(out, "test", {"a": 2}, {}, killed)
+  assert open(os.path.join(out, "data.txt")).read() == "v1"  # the old artifact is intact
+  assert base.is_current(out, {"a": 1}, {})
+  # Downstream fingerprints follow upstream ones.
+  down = str(tmp_path / "down")
+  base.write_artifact(down, "test", {}, {"up": out}, lambda tmp: {})
+  assert base.is_current(down, {}, {"up": out})
+  base.write_artifact(out, "test", {"a": 3}, {}, body)
+  assert not base.is_current(down, {}, {"up": out})
+
+
+def test_blessing_thresholds():
+  metrics = {"reconstruction": {"l1_direct": 0.12}, "mask_classifier": {"accuracy": 0.5}}
+  blessing = evaluator.bless(metrics, ("reconstruction.l1_direct<=0.15",
+                                       "mask_classifier.accuracy>=0.6"))
+  assert not blessing["blessed"] and "mask_classifier.accuracy = 0.5" in blessing["reason"]
+  assert evaluator.bless(metrics, ("reconstruction.l1_direct<=0.15",))["blessed"]
+  with pytest.raises(ValueError, match="METRIC<=VALUE"):
+    evaluator.parse_threshold("l1 < 3")
+  with pytest.raises(KeyError, match="no 'probes.x'"):
+    evaluator.bless(metrics, ("probes.x>=1",))
+
+
+def test_local_pipeline_runs_skips_and_reruns_downstream(tmp_path, scenes_data_dir):
+  data = (f"--data_dir={scenes_data_dir}",)
+  config = pipeline.PipelineConfig(
+      str(tmp_path / "root"), dataset="scenes/tiny", data_dir=scenes_data_dir,
+      example_limit=64, train_args=TINY_TRAIN + data, eval_args=TINY_EVAL + data,
+      thresholds=("reconstruction.l1_direct<=1.0",),
+      push_destination=str(tmp_path / "saved_models" / "lorbms"))
+  log = []
+  records = pipeline.run_pipeline(config, log.append)
+  assert records["examples"]["counts"]["written"] == 64
+  assert records["model"]["train_summary"]["step"] == 2
+  assert records["evaluation"]["blessing"]["blessed"]
+  assert records["pusher"]["push"]["pushed"]
+  assert os.listdir(tmp_path / "saved_models" / "lorbms") == ["1"]
+  assert all("running" in line or "done" in line for line in log)
+  # Unchanged: every step is skipped.
+  log.clear()
+  pipeline.run_pipeline(config, log.append)
+  assert sum("skipped" in line for line in log) == 4  # examples, model, evaluation, pusher
+  # A stricter blessing re-runs the evaluation and the pusher, not the upstream steps; the
+  # model is no longer blessed, so nothing new is pushed.
+  log.clear()
+  strict = pipeline.PipelineConfig(**{**config.__dict__,
+                                      "thresholds": ("reconstruction.l1_direct<=0.0001",)})
+  records = pipeline.run_pipeline(strict, log.append)
+  assert [line.split(":")[0] for line in log if "skipped" in line] == [
+      "[pipeline] examples", "[pipeline] model"]
+  assert not records["pusher"]["push"]["pushed"]
+  assert os.listdir(tmp_path / "saved_models" / "lorbms") == ["1"]
+
+
+def test_component_clis(tmp_path, scenes_data_dir):
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+  def cli(module, *args):
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+  examples = str(tmp_path / "examples")
+  counts = json.loads(cli("components.example_gen", "--dataset=scenes/tiny",
+                          f"--data_dir={scenes_data_dir}", "--limit=32", "--num_shards=2",
+                          f"--output_dir={examples}").strip().splitlines()[-1])
+  assert counts["written"] == 32 and counts["skipped"] == 0
+  model = str(tmp_path / "model")
+  summary = json.loads(cli("components.trainer", f"--examples={examples}",
+                           f"--output_dir={model}", "--", *TINY_TRAIN,
+                           f"--data_dir={scenes_data_dir}").strip().splitlines()[-1])
+  assert summary["step"] == 2 and base.read_record(model)["producer"] == "trainer"
+  evaluation = str(tmp_path / "evaluation")
+  blessing = json.loads(cli("components.evaluator", f"--model={model}",
+                            f"--output_dir={evaluation}",
+                            "--threshold=mask_classifier.accuracy>=0", "--", *TINY_EVAL,
+                            f"--data_dir={scenes_data_dir}").strip().splitlines()[-1])
+  assert blessing["blessed"] and os.path.exists(os.path.join(evaluation, "report.md"))
