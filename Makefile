@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[test,beam,serving]'
+	$(PY) -m pip install -q -e '.[test,beam,serving,pipeline]'
 	touch $@
 
 install: $(VENV)/.installed

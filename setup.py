@@ -25,6 +25,8 @@ EXTRAS_REQUIRE = {
     "beam": ["apache-beam[tfrecord]>=2.60"],
     # TF Serving warm-up requests (PredictionLog protos) in exported SavedModels.
     "serving": ["tensorflow-serving-api~=2.20.0"],
+    # The pipeline as a Kubeflow Pipelines v2 spec (components/kfp_pipeline.py).
+    "pipeline": ["kfp~=2.17"],
     # Benchmark-only baselines.
     "bench": ["faiss-cpu>=1.8"],
 }

@@ -114,3 +114,24 @@ def test_component_clis(tmp_path, scenes_data_dir):
                             "--threshold=mask_classifier.accuracy>=0", "--", *TINY_EVAL,
                             f"--data_dir={scenes_data_dir}").strip().splitlines()[-1])
   assert blessing["blessed"] and os.path.exists(os.path.join(evaluation, "report.md"))
+
+
+def test_kubeflow_spec_compiles_with_five_wired_steps(tmp_path):
+  import yaml
+  from components import kfp_pipeline
+  spec = yaml.safe_load(open(kfp_pipeline.compile_pipeline(str(tmp_path / "p.yaml"),
+                                                           image="registry/lorbms_tf:1")))
+  tasks = spec["root"]["dag"]["tasks"]
+  assert set(tasks) == {"example-gen", "similarity", "trainer", "evaluator", "pusher"}
+  wiring = {name: {key: value["taskOutputArtifact"]["producerTask"]
+                   for key, value in task.get("inputs", {}).get("artifacts", {}).items()}
+            for name, task in tasks.items()}
+  assert wiring == {"example-gen": {}, "similarity": {"examples": "example-gen"},
+                    "trainer": {"examples": "example-gen", "neighbours": "similarity"},
+                    "evaluator": {"model": "trainer"},
+                    "pusher": {"model": "trainer", "evaluation": "evaluator"}}
+  commands = {name: spec["deploymentSpec"]["executors"][f"exec-{name}"]["container"]["command"]
+              for name in tasks}
+  assert commands["trainer"] == ["python", "-m", "components.trainer"]
+  assert spec["deploymentSpec"]["executors"]["exec-pusher"]["container"]["image"] == (
+      "registry/lorbms_tf:1")
