@@ -1,4 +1,4 @@
-"""Index partners from a memory-mapped image bank: input throughput and memory, side by side.
+"""Index partners from an image bank on disk: input throughput and memory, side by side.
 
 Each case runs in its own process (so its peak RSS is its own) and reports reference images/s
 of the batches the trainer gets (each with its 4 candidate images) and the process's peak RSS:
@@ -6,8 +6,8 @@ of the batches the trainer gets (each with its 4 candidate images) and the proce
 * ``batch_scenes``: ``--partners=batch``'s input (``train_dataset`` on lorbms_scenes; partners
   are then chosen inside the train step);
 * ``index_scenes_memory``: ``--partners=index`` with the bank as an array in RAM;
-* ``index_scenes_mmap``: the same bank memory-mapped from disk (what the trainer does);
-* ``index_synthetic_mmap``: a memory-mapped bank of ``--bank_images`` (default 1M, 12.3 GB)
+* ``index_scenes_mmap``: the same bank read from disk by rows (what the trainer does);
+* ``index_synthetic_mmap``: a bank on disk of ``--bank_images`` (default 1M, 12.3 GB)
   with a random neighbour table: memory must not grow with the bank.
 
 The train step consumes 60-80 img/s (demo config, 2 cores) and 4.6 img/s (``coco`` preset);

@@ -64,9 +64,9 @@ def test_training_with_a_neighbour_table_from_the_similarity_component(tmp_path,
   assert config["partners"] == "index" and config["objective"]["threshold"] > 0
   assert np.isfinite(summary["final_metrics"]["g_loss"])
   assert 1.0 <= summary["final_metrics"]["replaced_quadrants"] <= 3.0
-  # The images were streamed into a memory-mapped bank in the work dir, reused on resume.
+  # The images were streamed into a bank on disk in the work dir, reused on resume.
   bank_ids, bank = partners.open_image_bank(os.path.join(workdir, "image_bank"))
-  assert isinstance(bank, np.memmap) and len(bank_ids) == 256
+  assert isinstance(bank, partners.ImageBankFile) and len(bank_ids) == 256
 
 
 def test_image_bank_streams_to_disk_and_maps_back(tmp_path):
@@ -77,10 +77,14 @@ def test_image_bank_streams_to_disk_and_maps_back(tmp_path):
   assert partners.write_image_bank(bank_dir, iter(batches)) == 15
   assert not os.path.exists(bank_dir + ".tmp")
   ids, images = partners.open_image_bank(bank_dir)
-  assert isinstance(images, np.memmap) and images.shape == (15, 64, 64, 3)
+  assert isinstance(images, partners.ImageBankFile) and images.shape == (15, 64, 64, 3)
   np.testing.assert_array_equal(ids, np.concatenate([b[0] for b in batches]))
   np.testing.assert_array_equal(images, np.concatenate([b[1] for b in batches]))
-  # The join reads the memory map: the same batches as from the array in memory.
+  np.testing.assert_array_equal(images[np.array([[3, 0], [14, 3]])],
+                                np.concatenate([b[1] for b in batches])[[[3, 0], [14, 3]]])
+  with pytest.raises(IndexError):
+    images[np.array([15])]
+  # The join reads rows from disk: the same batches as from the array in memory.
   cand_rows = np.stack([np.roll(np.arange(15), -1 - i)[:8].reshape(4, 2) for i in range(15)])
   distances = np.ones((15, 4, 2), np.float32)
   from_disk = partners.index_partner_dataset(images, np.arange(15), cand_rows, distances, 4, 2)
