@@ -62,7 +62,7 @@ class _TinyInception(tf.Module):
     return {"pool_3": pooled[:, None, None, :], "logits": pooled[:, :4]}
 
 
-def _run(module, *args, timeout=120):
+def _run(module, *args, timeout=600):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
   proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=timeout)

@@ -86,7 +86,7 @@ def test_an_interrupted_study_runs_only_what_is_missing(tmp_path, fake_python, m
   assert _calls(study.run_dir(config, variants[0], 0)) == 1  # finished: not run again
   assert _calls(study.run_dir(config, variants[0], 1)) == 2  # failed once, then completed
   assert [(r["variant"], r["seed"]) for r in results] == [
-      ("full", 0), ("full", 1), ("no_rec", 0), ("no_rec", 1)]
+      ("full", 0), ("no_rec", 0), ("full", 1), ("no_rec", 1)]  # seed-major
   # fidelity_object rose and scenes_fid fell from step 2 to 4: nothing regressed.
   assert all(r["regressed_since_previous_eval"] == [] for r in results)
 
