@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Callable
 
-from absl import app, flags
+from absl import app, logging
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
                FileExistsError)
@@ -31,7 +31,7 @@ def guard(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
     try:
       return main(argv)
     except (app.UsageError, *USER_ERRORS) as error:
-      if flags.FLAGS.verbosity >= 1:
+      if logging.level_debug():  # --verbosity=1 or more: the traceback
         raise
       program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "lorbms_tf"
       if program in ("__main__.py", "-m", "-c"):
