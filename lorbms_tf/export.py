@@ -321,37 +321,51 @@ def validate_export(export_dir: str, checkpoint: str, tolerance: float = 1e-4,
   """
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  result = subprocess.run([sys.executable, "-m", "lorbms_tf.export", "compare",
-                           export_dir, checkpoint], capture_output=True, text=True, env=env,
-                          timeout=timeout)
-  if result.returncode != 0:
-    raise ExportValidationError(f"loading {export_dir!r} in a fresh process failed: "
-                                f"{result.stderr.strip().splitlines()[-1:]}")
-  report = json.loads(result.stdout.strip().splitlines()[-1])
-  problems = [f"{name}: max abs difference {diff:.3g} > {tolerance:g}"
-              for name, diff in report["max_abs_difference"].items() if not diff <= tolerance]
-  problems += [f"bad input '{label}' was accepted" for label, message
-               in report["rejects_bad_inputs"].items() if message is None]
-  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-  show = subprocess.run([cli, "show", "--dir", export_dir, "--all"], capture_output=True,
-                        text=True, env=env, timeout=timeout)
-  listed = set(re.findall(r"signature_def\['(\w+)'\]", show.stdout))
-  missing = {*SIGNATURES, "serving_default"} - listed
-  if show.returncode != 0 or missing:
-    problems.append(f"saved_model_cli show --all does not list {sorted(missing)}")
   import tempfile  # pylint: disable=import-outside-toplevel
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+  def start(command):
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+  def finish(process):
+    try:
+      out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      process.kill()
+      out, err = process.communicate()
+    return process.returncode, out, err
+
+  # The three checks are independent processes that each spend seconds importing TensorFlow:
+  # started together, they overlap (the pusher's validation takes about half as long).
   with tempfile.TemporaryDirectory() as scratch:
     inputs = []
     for key, value in warmup_inputs(1)[DEFAULT_SIGNATURE].items():
       np.save(os.path.join(scratch, f"{key}.npy"), value)
       inputs.append(f"{key}={os.path.join(scratch, key + '.npy')}")
-    run = subprocess.run([cli, "run", "--dir", export_dir, "--tag_set", "serve",
-                          "--signature_def", DEFAULT_SIGNATURE, "--inputs", ";".join(inputs)],
-                         capture_output=True, text=True, env=env, timeout=timeout)
-  if run.returncode != 0 or "image" not in run.stdout:
+    children = [
+        start([sys.executable, "-m", "lorbms_tf.export", "compare", export_dir, checkpoint]),
+        start([cli, "show", "--dir", export_dir, "--all"]),
+        start([cli, "run", "--dir", export_dir, "--tag_set", "serve",
+               "--signature_def", DEFAULT_SIGNATURE, "--inputs", ";".join(inputs)])]
+    (compare_rc, compare_out, compare_err), (show_rc, show_out, _), (run_rc, run_out, run_err) = (
+        finish(child) for child in children)
+  if compare_rc != 0:
+    raise ExportValidationError(f"loading {export_dir!r} in a fresh process failed: "
+                                f"{compare_err.strip().splitlines()[-1:]}")
+  report = json.loads(compare_out.strip().splitlines()[-1])
+  problems = [f"{name}: max abs difference {diff:.3g} > {tolerance:g}"
+              for name, diff in report["max_abs_difference"].items() if not diff <= tolerance]
+  problems += [f"bad input '{label}' was accepted" for label, message
+               in report["rejects_bad_inputs"].items() if message is None]
+  listed = set(re.findall(r"signature_def\['(\w+)'\]", show_out))
+  missing = {*SIGNATURES, "serving_default"} - listed
+  if show_rc != 0 or missing:
+    problems.append(f"saved_model_cli show --all does not list {sorted(missing)}")
+  if run_rc != 0 or "image" not in run_out:
     problems.append(f"saved_model_cli run --signature_def mix failed: "
-                    f"{(run.stderr or run.stdout).strip().splitlines()[-1:]}")
+                    f"{(run_err or run_out).strip().splitlines()[-1:]}")
   report.update(saved_model_cli_signatures=sorted(listed), problems=problems,
                 tolerance=tolerance)
   if problems:

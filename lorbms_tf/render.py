@@ -78,7 +78,7 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   from lorbms_tf import checkpoints  # pylint: disable=import-outside-toplevel
-  from lorbms_tf.eval import report  # pylint: disable=import-outside-toplevel
+  from lorbms_tf import visualize  # pylint: disable=import-outside-toplevel
   networks = checkpoints.restore_networks(FLAGS.checkpoint or FLAGS.workdir)
   reference = load_image(FLAGS.reference)
   donors = [load_image(path) for path in FLAGS.donors]
@@ -89,7 +89,7 @@ def main(argv):
   out = FLAGS.out
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   if FLAGS.result_only:
-    report.image_grid([[result]], out, scale=1, pad=0)
+    visualize.image_grid([[result]], out, scale=1, pad=0)
   else:
     if len(donors) == 1:
       used, names = donors, ["donor"]
@@ -98,9 +98,9 @@ def main(argv):
       used = [donors[i] for i in picked]
       names = [f"donor {conventions.QUADRANT_NAMES[i]}" for i in picked]
     titles = ["reference"] + names + [f"mask {FLAGS.mask}", "result"]
-    report.image_grid([[reference, *used, report.mask_image(mask, reference.shape[0]), result]],
-                      out, titles)
-    report.image_grid([[result]], os.path.splitext(out)[0] + "_result.png", scale=1, pad=0)
+    visualize.image_grid([[reference, *used, visualize.mask_image(mask, reference.shape[0]), result]],
+                         out, titles)
+    visualize.image_grid([[result]], os.path.splitext(out)[0] + "_result.png", scale=1, pad=0)
   print(f"wrote {out} (step {networks.step}, mask {FLAGS.mask})")
 
 

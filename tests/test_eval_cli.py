@@ -119,15 +119,15 @@ def test_stl10_table_with_the_run_networks_under_mock_data(trained_workdir, data
   """The thesis's STL-10 rows (trained/random encoder and discriminator, fine-tuned encoder)
   through the real networks at 96 px; tfds mock data stands in for STL-10."""
   import tensorflow_datasets as tfds
-  from lorbms_tf import checkpoints, evaluate
-  from lorbms_tf.eval import linear_probe
+  from lorbms_tf import checkpoints
+  from lorbms_tf.eval import evaluation, linear_probe
   networks = checkpoints.restore_networks(trained_workdir)
   before = networks.encoder.get_weights()
-  config = evaluate.EvalConfig(workdir=trained_workdir, stl10=True, stl10_folds=1,
-                               stl10_fine_tune=True,
-                               probe=linear_probe.ProbeConfig(epochs=1, batch_size=8))
+  config = evaluation.EvalConfig(workdir=trained_workdir, stl10=True, stl10_folds=1,
+                                 stl10_fine_tune=True,
+                                 probe=linear_probe.ProbeConfig(epochs=1, batch_size=8))
   with tfds.testing.mock_data(num_examples=10):
-    block = evaluate.stl10_probes(networks, config, data_dir)
+    block = evaluation.stl10_probes(networks, config, data_dir)
   table = block["table"]
   assert set(table) == {"encoder", "discriminator", "random encoder", "random discriminator",
                         "encoder (fine-tuned)"}

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from lorbms_tf import visualize
 from lorbms_tf.eval import report
 
 
@@ -40,9 +41,9 @@ def test_write_report_files(tmp_path):
   images = rng.uniform(-1, 1, size=(3, 16, 16, 3)).astype(np.float32)
   masks = np.array([[0, 0, 1, 0], [1, 0, 0, 1], [0, 1, 1, 1]], np.float32)
   donors = np.stack([images[::-1]] * 4, axis=1)
-  grid = report.mixing_grid(images, donors, masks, images, os.path.join(out, "mix.png"),
+  grid = visualize.mixing_grid(images, donors, masks, images, os.path.join(out, "mix.png"),
                             reconstructed=images)
-  transfer = report.transfer_grid(images[:2], images[1:], masks, np.stack([images] * 2),
+  transfer = visualize.transfer_grid(images[:2], images[1:], masks, np.stack([images] * 2),
                                   os.path.join(out, "t.png"))
   curve = report.plot_series({"scenes_fid": ([0, 10, 20], [50.0, 30.0, np.nan])},
                              os.path.join(out, "curve.png"), "metrics over training")

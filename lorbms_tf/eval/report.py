@@ -1,4 +1,4 @@
-"""The evaluation report: ``metrics.json``, ``report.md``, PNG plots and image grids.
+"""The evaluation report: ``metrics.json``, ``report.md`` and PNG plots (image grids: visualize.py).
 
 Why a fixed layout: runs are compared by reading two reports side by side, so every report
 has the same sections in the same order, says which classifier produced each image-quality
@@ -20,7 +20,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lorbms_tf import conventions
 
 # The thesis's numbers (METHOD.md), shown next to ours for orientation.
 THESIS_RESULTS = {
@@ -181,99 +180,6 @@ def plot_loss_curves(scalars: Mapping[str, tuple[np.ndarray, np.ndarray]], path:
   losses_first = sorted(by_metric, key=lambda m: (0 if "loss" in m else 1, m))[:max_panels]
   return plot_series(scalars, path, "training curves (TensorBoard)",
                      panels={m: by_metric[m] for m in losses_first})
-
-
-# --------------------------------------------------------------------------------------------
-# Image grids
-# --------------------------------------------------------------------------------------------
-
-to_uint8 = conventions.unit_to_uint8  # float [-1, 1] (or uint8) -> uint8
-
-
-def mask_image(mask: Sequence[float], size: int) -> np.ndarray:
-  """A [size, size, 3] picture of a mask: replaced quadrants orange, kept ones dark grey,
-  so a grid shows at a glance which chunks came from the donor."""
-  image = np.full((size, size, 3), 60, np.uint8)
-  for i, value in enumerate(np.asarray(mask).reshape(-1)):
-    y0, x0, y1, x1 = conventions.quadrant_box(i, size)
-    image[y0:y1, x0:x1] = (240, 150, 30) if value > 0.5 else (60, 60, 60)
-  image[size // 2 - 1:size // 2 + 1, :] = 200
-  image[:, size // 2 - 1:size // 2 + 1] = 200
-  return image
-
-
-def image_grid(rows: Sequence[Sequence[np.ndarray]], path: str,
-               column_titles: Sequence[str] | None = None,
-               row_titles: Sequence[str] | None = None, scale: int = 2, pad: int = 4) -> str:
-  """Saves a grid of images (each float [-1, 1] or uint8, all the same size) as a PNG."""
-  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
-  rows = [[to_uint8(image) for image in row] for row in rows]
-  if not rows or not rows[0]:
-    raise ValueError("empty grid")
-  h, w = rows[0][0].shape[:2]
-  h, w = h * scale, w * scale
-  cols = max(len(r) for r in rows)
-  top = 14 if column_titles else 0
-  left = 64 if row_titles else 0
-  canvas = Image.new("RGB", (left + cols * (w + pad) + pad, top + len(rows) * (h + pad) + pad),
-                     (255, 255, 255))
-  draw = ImageDraw.Draw(canvas)
-  for c, title in enumerate(column_titles or []):
-    draw.text((left + pad + c * (w + pad), 1), str(title), fill=(0, 0, 0))
-  for r, row in enumerate(rows):
-    y = top + pad + r * (h + pad)
-    if row_titles:
-      draw.text((2, y + h // 2 - 5), str(row_titles[r]), fill=(0, 0, 0))
-    for c, image in enumerate(row):
-      tile = Image.fromarray(image).resize((w, h), Image.NEAREST)
-      canvas.paste(tile, (left + pad + c * (w + pad), y))
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  canvas.save(path)
-  return path
-
-
-def mixing_grid(reference: np.ndarray, donors: np.ndarray, masks: np.ndarray, mixed: np.ndarray,
-                path: str, reconstructed: np.ndarray | None = None,
-                labels: Sequence[str] | None = None) -> str:
-  """One row per example: reference, the donor of each quadrant, mask, I_mix (and I_hat).
-
-  ``donors``: [N, 4, H, W, 3] (donor of each quadrant; kept quadrants' donors are shown
-  faded, as they were not used).
-  """
-  titles = ["reference"] + [f"donor {q}" for q in conventions.QUADRANT_NAMES] + ["mask", "I_mix"]
-  if reconstructed is not None:
-    titles.append("I_hat")
-  rows = []
-  size = np.asarray(reference).shape[1]
-  for n in range(len(reference)):
-    row = [reference[n]]
-    for q in range(conventions.NUM_QUADRANTS):
-      donor = to_uint8(donors[n, q])
-      if masks[n, q] < 0.5:
-        donor = (0.35 * donor + 0.65 * 255).astype(np.uint8)
-      row.append(donor)
-    row += [mask_image(masks[n], size), mixed[n]]
-    if reconstructed is not None:
-      row.append(reconstructed[n])
-    rows.append(row)
-  return image_grid(rows, path, titles, row_titles=labels)
-
-
-def transfer_grid(references: np.ndarray, donors: np.ndarray, masks: Sequence[np.ndarray],
-                  results: np.ndarray, path: str) -> str:
-  """Object transfer: a header row of mask pictures, then per pair reference, donor and the
-  result under each mask. ``results``: [P, M, H, W, 3] for P pairs and M masks."""
-  references, donors, results = np.asarray(references), np.asarray(donors), np.asarray(results)
-  if references.ndim == 3:  # a single pair
-    references, donors, results = references[None], donors[None], results[None]
-  size = references.shape[1]
-  blank = np.full((size, size, 3), 255, np.uint8)
-  rows = [[blank, blank] + [mask_image(m, size) for m in masks]]
-  for p in range(len(references)):
-    rows.append([references[p], donors[p]] + list(results[p]))
-  titles = ["reference", "donor"] + [conventions.mask_to_string(m) for m in masks]
-  return image_grid(rows, path, titles, row_titles=["mask"] + [f"pair {p}" for p in
-                                                               range(len(references))])
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Light evaluation on lorbms_scenes: what the chunks hold and what the decoder draws.
 
 One evaluator for three callers: the training loop (every ``--eval_every`` iterations, into
-TensorBoard and the log), the ablation runner (``lorbms_tf.ablate``) and ``evaluate.py``.
+TensorBoard and the log), the ablation runner (``lorbms_tf.ablate``) and the evaluation
+(``lorbms_tf.eval.evaluation``).
 
 Metrics (``ScenesEvaluator.run``), on a fixed subset of test scenes:
 
