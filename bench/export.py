@@ -5,7 +5,7 @@ Exports WORKDIR's latest checkpoint (``lorbms_tf.export``), then in this one pro
 (``ServingModule.mix`` under ``tf.function``), alternating, at batch 1 and 64: latency
 (median of repeated calls) and images/s. Raw numbers: bench/results/export.json.
 
-    python bench/export.py --workdir=runs/demo
+    python bench/export.py --workdir=runs/demo/model
 """
 
 from __future__ import annotations

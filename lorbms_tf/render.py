@@ -1,8 +1,8 @@
 """Object transfer for your own images: `python -m lorbms_tf.render --workdir=runs/x ...`.
 
-    python -m lorbms_tf.render --workdir=runs/demo --reference=ref.png \\
+    python -m lorbms_tf.render --workdir=runs/demo/model --reference=ref.png \\
         --donors=donor.png --mask=0010 --out=out.png
-    python -m lorbms_tf.render --workdir=runs/demo --reference=ref.png \\
+    python -m lorbms_tf.render --workdir=runs/demo/model --reference=ref.png \\
         --donors=tl.png,tr.png,bl.png,br.png --mask=0110 --out=out.png
 
 Renders Dec(Z_mix): the reference's chunks, with chunk i taken from the donor where mask

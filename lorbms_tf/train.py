@@ -81,6 +81,7 @@ flags.DEFINE_float("max_skipped_fraction", _D.max_skipped_fraction,
 flags.DEFINE_integer("eval_every", _D.eval_every,
                      "Light evaluation (lorbms_scenes: I_hat L1, shape/colour probes, fidelity, "
                      "scenes FID) every N iterations and at the end; 0 = off.")
+flags.DEFINE_string("eval_dataset", None, "lorbms_scenes config of --eval_every (default: --dataset).")
 flags.DEFINE_integer("eval_test_scenes", _D.eval_config.num_test, "Test scenes of --eval_every.")
 flags.DEFINE_integer("eval_probe_scenes", _D.eval_config.num_probe_train,
                      "Training scenes the --eval_every probes learn from.")
@@ -129,6 +130,7 @@ def config_from_flags() -> train_lib.TrainConfig:
       strategy=FLAGS.strategy, jit_compile=_tristate(FLAGS.jit_compile),
       precision=None if FLAGS.precision == "auto" else FLAGS.precision, flip=FLAGS.flip, seed=FLAGS.seed,
       deterministic=FLAGS.deterministic, eval_every=FLAGS.eval_every,
+      eval_dataset=FLAGS.eval_dataset,
       max_skipped_fraction=FLAGS.max_skipped_fraction,
       eval_config=ScenesEvalConfig(
           num_test=FLAGS.eval_test_scenes, num_probe_train=FLAGS.eval_probe_scenes,

@@ -70,6 +70,9 @@ class TrainConfig:
   seed: int = 0
   deterministic: bool = False  # tf.config.experimental.enable_op_determinism()
   eval_every: int = 0  # light evaluation (lorbms_scenes only) every N iterations; 0 = off
+  # The lorbms_scenes config the light evaluation reads (None = the training dataset): lets a
+  # run that trains on exported scenes (the pipeline's TFRecord examples) still evaluate.
+  eval_dataset: str | None = None
   eval_config: ScenesEvalConfig = ScenesEvalConfig()
   # Stop when more than this share of the source's files are bad (unreadable, truncated...).
   max_skipped_fraction: float = quality.DEFAULT_MAX_SKIPPED_FRACTION
@@ -92,9 +95,11 @@ class TrainConfig:
       raise ValueError(f"lr_decay_steps must be in [0, total_steps={self.total_steps}], got "
                        f"{self.lr_decay_steps}")
     spec = sources.parse_dataset_spec(self.dataset)  # a clear error for an unknown dataset
-    if self.eval_every and not spec.location.startswith("lorbms_scenes"):
+    eval_spec = sources.parse_dataset_spec(self.eval_dataset) if self.eval_dataset else spec
+    if self.eval_every and not eval_spec.location.startswith("lorbms_scenes"):
       raise ValueError(f"--eval_every needs lorbms_scenes (per-quadrant labels), not "
-                       f"{self.dataset!r}; use --eval_every=0 and lorbms_tf.evaluate instead")
+                       f"{self.eval_dataset or self.dataset!r}; use --eval_dataset=scenes, or "
+                       "--eval_every=0 and lorbms_tf.evaluate instead")
     for name in ("batch_size", "total_steps", "checkpoint_every", "log_every", "image_every",
                  "steps_per_execution", "keep_checkpoints"):
       if getattr(self, name) < 1:
@@ -269,7 +274,7 @@ def _scenes_evaluator(config: TrainConfig):
   # The domain classifier is trained once and cached beside the data (or in the work dir).
   cache_dir = os.path.join(config.data_dir or config.workdir, "lorbms_scenes_classifier")
   return scenes_eval.ScenesEvaluator.for_scenes(eval_config, config.data_dir, cache_dir,
-                                                 dataset=config.dataset)
+                                                 dataset=config.eval_dataset or config.dataset)
 
 
 def train(config: TrainConfig) -> dict[str, Any]:

@@ -46,6 +46,16 @@ def test_artifacts_are_atomic_and_fingerprinted(tmp_path):
   assert not base.is_current(down, {}, {"up": out})
 
 
+def test_trainer_keeps_the_light_evaluation_for_scenes_examples(tmp_path):
+  from components import trainer
+  for source, expected in (("scenes/tiny", "--eval_dataset=scenes/tiny"),
+                           ("folder:/photos", "--eval_every=0")):
+    examples = tmp_path / source.replace("/", "_").replace(":", "_")
+    base.write_artifact(str(examples), "example_gen", {"dataset": source}, {}, lambda tmp: {})
+    command = trainer.train_command(trainer.TrainerInputs(str(examples)), "w")
+    assert command[-1] == expected and command[-2].startswith("--dataset=tfrecord:")
+
+
 def test_blessing_thresholds():
   metrics = {"reconstruction": {"l1_direct": 0.12}, "mask_classifier": {"accuracy": 0.5}}
   blessing = evaluator.bless(metrics, ("reconstruction.l1_direct<=0.15",

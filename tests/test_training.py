@@ -285,6 +285,11 @@ def test_light_evaluation_runs_while_training_and_at_the_end(tmp_path, scenes_da
   assert tf.io.gfile.glob(os.path.join(scenes_data_dir, "lorbms_scenes_classifier", "*.h5"))
   with pytest.raises(ValueError, match="--eval_every needs lorbms_scenes"):
     _tiny_run(tmp_path / "x", scenes_data_dir, dataset="folder:/nowhere", eval_every=2)
+  # Training on other files (the pipeline's TFRecord examples) can still evaluate on scenes.
+  train_lib.TrainConfig(workdir="w", dataset="tfrecord:/x/*", eval_every=2,
+                        eval_dataset="scenes/tiny")
+  with pytest.raises(ValueError, match="not 'folder:/y'"):
+    train_lib.TrainConfig(workdir="w", dataset="scenes", eval_every=2, eval_dataset="folder:/y")
 
 
 def test_adaptive_adversarial_weight_balances_the_gradient_norms():

@@ -32,9 +32,17 @@ class TrainerInputs:
 def train_command(inputs: TrainerInputs, workdir: str) -> list[str]:
   args = [sys.executable, "-m", "lorbms_tf.train", *inputs.train_args, f"--workdir={workdir}"]
   if inputs.examples:
-    # Flags after the flagfile win: the examples replace its dataset; the light evaluation
-    # needs lorbms_scenes' labels, which the evaluator step reads itself.
-    args += [f"--dataset={examples_spec(inputs.examples)}", "--eval_every=0"]
+    # Flags after the flagfile win: the examples replace its dataset. The light evaluation
+    # needs lorbms_scenes' per-quadrant labels: when the examples were written from
+    # lorbms_scenes, it reads that dataset (from --data_dir); otherwise it is off and the
+    # evaluator step does the evaluation.
+    args.append(f"--dataset={examples_spec(inputs.examples)}")
+    from lorbms_tf.data import sources  # pylint: disable=import-outside-toplevel
+    source = (base.read_record(inputs.examples) or {}).get("settings", {}).get("dataset")
+    if source and sources.parse_dataset_spec(source).location.startswith("lorbms_scenes"):
+      args.append(f"--eval_dataset={source}")
+    else:
+      args.append("--eval_every=0")
   if inputs.neighbours:
     args += ["--partners=index", f"--neighbour_table={os.path.join(inputs.neighbours, 'table')}"]
   return args
