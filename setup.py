@@ -20,7 +20,10 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8", "pytest-xdist>=3.5"],
+    # faiss-cpu: tests/test_transfer.py runs the knowledge-transfer k-means.
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "faiss-cpu>=1.8"],
+    # Knowledge transfer (python -m lorbms_tf.transfer): k-means pseudo labels at scale.
+    "transfer": ["faiss-cpu>=1.8"],
     # Embedding extraction at scale (issue: similarity): DirectRunner locally, Dataflow/Flink/Spark.
     "beam": ["apache-beam[tfrecord]>=2.60"],
     # TF Serving warm-up requests (PredictionLog protos) in exported SavedModels.
