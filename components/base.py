@@ -123,3 +123,22 @@ def write_artifact(output_dir: str, producer: str, settings: Any,
   if os.path.exists(old):
     shutil.rmtree(old)
   return record
+
+
+class StepFailed(RuntimeError):
+  """A step's child process failed for a reason that is not the user's input."""
+
+
+class StepInputError(ValueError):
+  """A step's child process rejected its input (exit status 2: a bad flag, a missing file)."""
+
+
+def child_failed(what: str, returncode: int, output: str, log: str | None = None) -> Exception:
+  """The error a component raises when its child process (``python -m lorbms_tf.X``) fails:
+  its last output line, and a ``ValueError`` for the child's user errors (exit status 2, see
+  lorbms_tf/cli.py) so the component's own CLI reports them as one line too."""
+  last = " ".join(line.strip() for line in output.strip().splitlines()[-1:])
+  where = f" (log: {log})" if log else ""
+  kind = StepInputError if returncode == 2 else StepFailed
+  return kind(f"{what} failed (exit {returncode}): {last}{where}")
+

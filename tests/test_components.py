@@ -56,6 +56,16 @@ def test_trainer_keeps_the_light_evaluation_for_scenes_examples(tmp_path):
     assert command[-1] == expected and command[-2].startswith("--dataset=tfrecord:")
 
 
+def test_a_child_step_user_error_stays_a_one_line_user_error():
+  error = base.child_failed("training", 2, "noise\ntrain.py: error: lr_decay_steps must be in "
+                            "[0, total_steps=20], got 350\n", "/x/train.log")
+  assert isinstance(error, ValueError) and "\n" not in str(error)
+  assert str(error) == ("training failed (exit 2): train.py: error: lr_decay_steps must be in "
+                        "[0, total_steps=20], got 350 (log: /x/train.log)")
+  crash = base.child_failed("evaluation", -9, "")
+  assert isinstance(crash, RuntimeError) and not isinstance(crash, ValueError)
+
+
 def test_blessing_thresholds():
   metrics = {"reconstruction": {"l1_direct": 0.12}, "mask_classifier": {"accuracy": 0.5}}
   blessing = evaluator.bless(metrics, ("reconstruction.l1_direct<=0.15",

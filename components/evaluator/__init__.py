@@ -72,8 +72,7 @@ def run(inputs: EvaluatorInputs, output_dir: str) -> dict:
                f"--workdir={inputs.model}", f"--out_dir={tmp}"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-      raise RuntimeError(f"evaluation failed (exit {result.returncode}): "
-                         f"{result.stderr.strip().splitlines()[-1:]}")
+      raise base.child_failed("evaluation", result.returncode, result.stderr)
     with open(os.path.join(tmp, "metrics.json")) as f:
       metrics = json.load(f)
     blessing = bless(metrics, inputs.thresholds)

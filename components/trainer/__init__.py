@@ -55,9 +55,7 @@ def run(inputs: TrainerInputs, output_dir: str) -> dict:
       code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
     if code != 0:
       with open(os.path.join(tmp, "train.log")) as log:
-        last = [line.strip() for line in log if line.strip()][-1:]
-      raise RuntimeError(f"training failed (exit {code}): {' '.join(last)} "
-                         f"(log: {os.path.join(tmp, 'train.log')})")
+        raise base.child_failed("training", code, log.read(), log.name)
     with open(os.path.join(tmp, "train_summary.json")) as f:
       return {"command": command, "train_summary": json.load(f)}
 

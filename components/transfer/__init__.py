@@ -45,8 +45,7 @@ def run(inputs: TransferInputs, output_dir: str) -> dict:
                f"--workdir={inputs.model}", f"--output={tmp}"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-      raise RuntimeError(f"transfer failed (exit {result.returncode}): "
-                         f"{result.stderr.strip().splitlines()[-1:]}")
+      raise base.child_failed("transfer", result.returncode, result.stderr)
     with open(os.path.join(tmp, "metrics.json")) as f:
       metrics = json.load(f)
     return {"command": command, "summary": headline(metrics)}
