@@ -101,12 +101,20 @@ def test_feature_maps_pool_to_one_row_per_quadrant():
 
 @pytest.fixture(scope="module")
 def trained_model(tmp_path_factory, scenes_data_dir):
-  """A trainer artifact: a tiny work dir after one training iteration, with record.json."""
+  """A trainer artifact as the pipeline makes it: a tiny work dir after one training iteration
+  on ExampleGen's TFRecords of scenes/tiny (so the scenes probes must find their labels through
+  the run's --eval_dataset), with record.json."""
+  from components import example_gen
   from lorbms_tf import checkpoints, train_lib
   from lorbms_tf.data import pipeline
 
+  examples = str(tmp_path_factory.mktemp("transfer") / "examples")
+  example_gen.run(example_gen.ExampleGenInputs("scenes/tiny", data_dir=scenes_data_dir, limit=64),
+                  examples)
+
   def train_one_step(workdir):
-    config = train_lib.TrainConfig(workdir=workdir, dataset="scenes/tiny",
+    config = train_lib.TrainConfig(workdir=workdir, dataset=example_gen.examples_spec(examples),
+                                   eval_dataset="scenes/tiny",
                                    data_dir=scenes_data_dir, preset="tiny", batch_size=4,
                                    total_steps=1, checkpoint_every=1)
     checkpoints.write_config(workdir, config.to_dict())

@@ -163,10 +163,14 @@ def run_transfer(config: TransferConfig) -> dict[str, Any]:
   }
   probes: dict[str, Any] = {}
   notes: list[str] = []
-  if spec.name.startswith("scenes/"):
+  # The scenes probes need lorbms_scenes' per-quadrant labels: the dataset itself, or the
+  # scenes a run on exported scenes (the pipeline's TFRecord examples) evaluated on.
+  probe_dataset = dataset if spec.name.startswith("scenes/") else (
+      None if config.dataset else run_config.get("eval_dataset"))
+  if probe_dataset:
     probes["scenes_quadrant"] = scenes_probe_rows(
-        extractors["teacher"], extractors["student"], extractors["random"], config, dataset,
-        data_dir)
+        extractors["teacher"], extractors["student"], extractors["random"], config,
+        probe_dataset, data_dir)
     t = lap("scenes_probes", t)
   stl10 = config.stl10 if config.stl10 is not None else spec.name == "stl10"
   if stl10:
