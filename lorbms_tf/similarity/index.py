@@ -88,7 +88,7 @@ def choose_settings(num_vectors: int, k: int = DEFAULT_K,
 
 
 DEFAULT_TARGET_RECALL = 0.98
-_LEAF_FACTORS = (1.0, 2.0, 4.0, 8.0)  # num_leaves = factor * sqrt(N), tried by tune_settings
+_LEAF_FACTORS = (1.0, 2.0, 4.0)  # num_leaves = factor * sqrt(N), tried by tune_settings
 _REORDER_FACTORS = (4, 16, 64)  # AH: exact re-scoring depth = factor * searched candidates
 
 
