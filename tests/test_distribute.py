@@ -13,20 +13,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def test_mirrored_step_equals_single_device_step():
-  # A separate process: logical devices must be configured before TF initialises.
-  result = subprocess.run([sys.executable, "tests/scripts/mirrored_equivalence.py"], cwd=REPO,
-                          env=ENV, capture_output=True, text=True, timeout=400)
-  assert result.returncode == 0, result.stderr[-3000:]
-  report = json.loads(result.stdout.strip().splitlines()[-1])
-  assert report["replicas"] == 2
-  # SGD steps are proportional to gradients: a wrong replica scaling or unsynchronised batch
-  # norm would show as differences of the order of the change itself.
-  assert report["trainable_change"] > 1e-2
-  assert report["trainable_diff"] < 1e-4 * max(1.0, report["trainable_change"]), report
-  assert report["all_weights_diff"] < 1e-4, report
-
-
 def _free_ports(n):
   sockets = [socket.socket() for _ in range(n)]
   for s in sockets:
@@ -62,12 +48,20 @@ def test_multi_worker_training_on_two_local_processes(tmp_path, scenes_data_dir)
     assert json.load(f)["step"] == 4
 
 
-def test_training_run_under_mirrored_strategy(tmp_path, scenes_data_dir):
+def test_mirrored_training_run_and_step_equal_to_single_device(tmp_path, scenes_data_dir):
+  # One separate process (logical devices must be configured before TF initialises) for both:
+  # one step against a single device, then the full training run under MirroredStrategy.
   workdir = str(tmp_path / "run")
   result = subprocess.run([sys.executable, "tests/scripts/mirrored_fit.py", workdir, scenes_data_dir],
-                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=400)
+                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  report = json.loads(result.stdout.strip().splitlines()[-1])
-  assert report["replicas"] == 2 and report["step"] == 4 and report["checkpoints"] == [2, 4]
-  assert math.isfinite(report["g_loss"])
+  step_report, run_report = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+  assert run_report["replicas"] == 2 and run_report["step"] == 4
+  assert run_report["checkpoints"] == [2, 4] and math.isfinite(run_report["g_loss"])
   assert os.path.exists(os.path.join(workdir, checkpoints.GRIDS_DIR, "mixed_scenes.png"))
+  assert step_report["replicas"] == 2
+  # SGD steps are proportional to gradients: a wrong replica scaling or unsynchronised batch
+  # norm would show as differences of the order of the change itself.
+  assert step_report["trainable_change"] > 1e-2
+  assert step_report["trainable_diff"] < 1e-4 * max(1.0, step_report["trainable_change"]), step_report
+  assert step_report["all_weights_diff"] < 1e-4, step_report

@@ -1,6 +1,7 @@
 """One LORBMS step on 1 device vs MirroredStrategy on 2 logical CPUs: same weights after.
 
-Run as a separate process (logical devices must be set before TF starts); prints JSON.
+Run as a separate process (logical devices must be set before TF starts; importing this module
+sets them), alone or from mirrored_fit.py; prints JSON.
 """
 
 import json
@@ -62,17 +63,17 @@ def _max_abs(a, b):
   return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
 
 
-def main():
+def report() -> dict:
   start, single_all, t_start, single_trainable = one_step(tf.distribute.get_strategy())
   mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   _, mirrored_all, _, mirrored_trainable = one_step(mirrored, initial_weights=start)
-  print(json.dumps({
+  return {
       "replicas": mirrored.num_replicas_in_sync,
       "trainable_change": _max_abs(t_start, single_trainable),
       "trainable_diff": _max_abs(single_trainable, mirrored_trainable),
       "all_weights_diff": _max_abs(single_all, mirrored_all),
-      "num_trainable": len(single_trainable)}))
+      "num_trainable": len(single_trainable)}
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  print(json.dumps(report()))
