@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -81,3 +83,21 @@ def test_pusher_pushes_only_blessed_and_valid_exports(exported, smoke_workdir, t
   out = pusher.run(pusher.PusherInputs(smoke_workdir, base), str(tmp_path / "push3"))
   assert not out.pushed and "failed validation" in out.reason
   assert export.list_versions(base) == [1]
+
+
+def test_pusher_cli_refuses_an_unblessed_model(smoke_workdir, tmp_path):
+  """The CLI an orchestrator runs: exit status 1 and nothing published when not blessed."""
+  blessing = tmp_path / "evaluation"
+  blessing.mkdir()
+  (blessing / "blessing.json").write_text(json.dumps({"blessed": False, "reason": "l1 0.3"}))
+  base = tmp_path / "saved_models" / "lorbms"
+  result = subprocess.run(
+      [sys.executable, "-m", "components.pusher", f"--model={smoke_workdir}",
+       f"--push_destination={base}", f"--blessing={blessing}", f"--output_dir={tmp_path / 'p'}"],
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
+      text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  assert result.returncode == 1, result.stderr[-2000:]
+  out = json.loads(result.stdout[result.stdout.index("{"):])
+  assert not out["pushed"] and "not blessed (l1 0.3)" in out["reason"]
+  assert not base.exists() or export.list_versions(str(base)) == []
+
