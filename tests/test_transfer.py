@@ -186,3 +186,22 @@ def test_component_cli_writes_its_artifact_record(transfer_artifact, trained_mod
   other = transfer_component.TransferInputs(trained_model, ("--clusters=3", *TRANSFER_ARGS[1:]))
   assert not base.is_current(out, *transfer_component.step(other))
   assert not os.path.exists(out + ".tmp")
+
+
+def test_stl10_probes_of_the_transfer_net_under_mock_data(trained_model, tmp_path):
+  """The STL-10 branch (the thesis's protocol, one fold here): tfds mock data stands in for
+  STL-10, which these machines cannot download; the encoder is the teacher."""
+  import tensorflow_datasets as tfds
+  from lorbms_tf.transfer import experiment
+  config = experiment.TransferConfig(
+      workdir=trained_model, features="encoder", clusters=3, output=str(tmp_path / "out"),
+      dataset="stl10", num_images=12, stl10=True, stl10_folds=1, stl10_test_limit=8,
+      student=student.StudentConfig(steps=3, batch_size=4),
+      probe=linear_probe.ProbeConfig(epochs=1, batch_size=8))
+  with tfds.testing.mock_data(num_examples=12):
+    metrics = experiment.run_transfer(config)
+  table = metrics["probes"]["stl10"]["table"]
+  assert len(table) == 3 and "scenes_quadrant" not in metrics["probes"]
+  for row in table.values():
+    assert 0.0 <= row["mean"] <= 1.0
+  assert "STL-10" in open(tmp_path / "out" / "report.md").read()
