@@ -142,3 +142,15 @@ def child_failed(what: str, returncode: int, output: str, log: str | None = None
   kind = StepInputError if returncode == 2 else StepFailed
   return kind(f"{what} failed (exit {returncode}): {last}{where}")
 
+
+def run_child(what: str, module: str, args: list[str]) -> list[str]:
+  """Runs ``python -m module args`` (a library CLI) as the step's child process; raises
+  ``child_failed``'s error if it fails; returns the command (for the record)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  command = [sys.executable, "-m", module, *args]
+  result = subprocess.run(command, capture_output=True, text=True)
+  if result.returncode != 0:
+    raise child_failed(what, result.returncode, result.stderr)
+  return command
+

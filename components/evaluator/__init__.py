@@ -16,8 +16,6 @@ import json
 import operator
 import os
 import re
-import subprocess
-import sys
 from typing import Any
 
 from components import base
@@ -68,11 +66,8 @@ def run(inputs: EvaluatorInputs, output_dir: str) -> dict:
     parse_threshold(text)  # a bad threshold fails before the evaluation runs
 
   def body(tmp):
-    command = [sys.executable, "-m", "lorbms_tf.evaluate", *inputs.eval_args,
-               f"--workdir={inputs.model}", f"--out_dir={tmp}"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-      raise base.child_failed("evaluation", result.returncode, result.stderr)
+    command = base.run_child("evaluation", "lorbms_tf.evaluate",
+                             [*inputs.eval_args, f"--workdir={inputs.model}", f"--out_dir={tmp}"])
     with open(os.path.join(tmp, "metrics.json")) as f:
       metrics = json.load(f)
     blessing = bless(metrics, inputs.thresholds)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 from typing import Any
 
 from components import base
@@ -41,11 +39,8 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def run(inputs: TransferInputs, output_dir: str) -> dict:
   def body(tmp):
-    command = [sys.executable, "-m", "lorbms_tf.transfer", *inputs.transfer_args,
-               f"--workdir={inputs.model}", f"--output={tmp}"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-      raise base.child_failed("transfer", result.returncode, result.stderr)
+    command = base.run_child("transfer", "lorbms_tf.transfer",
+                             [*inputs.transfer_args, f"--workdir={inputs.model}", f"--output={tmp}"])
     with open(os.path.join(tmp, "metrics.json")) as f:
       metrics = json.load(f)
     return {"command": command, "summary": headline(metrics)}
