@@ -81,3 +81,38 @@ def test_instance_norm_makes_a_chunk_depend_on_the_other_quadrants():
 def test_unknown_normalisation_is_a_clear_error():
   with pytest.raises(ValueError, match="unknown normalisation 'layer'"):
     ModelConfig(encoder_norm="layer")
+
+
+def _spectral_norm_after_two_training_calls(cls, policy):
+  import keras
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    keras.utils.set_random_seed(0)
+    x = tf.random.normal([2, 8, 8, 3], seed=0)
+    layer = cls(keras.layers.Conv2D(4, 3, padding="same"))
+    layer.build(x.shape)
+    call = tf.function(lambda t: layer(t, training=True))
+    outputs = [call(x) for _ in range(2)]
+    return [np.asarray(o, np.float32) for o in outputs], layer.kernel.numpy(), layer.vector_u.numpy()
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+
+
+def test_spectral_norm_is_keras_in_float32_and_keeps_float32_weights_under_bf16():
+  import keras
+  from lorbms_tf.models.layers import SpectralNorm
+  keras_out, keras_kernel, keras_u = _spectral_norm_after_two_training_calls(
+      keras.layers.SpectralNormalization, "float32")
+  ours_out, ours_kernel, ours_u = _spectral_norm_after_two_training_calls(SpectralNorm, "float32")
+  for a, b in zip(keras_out + [keras_kernel, keras_u], ours_out + [ours_kernel, ours_u]):
+    np.testing.assert_array_equal(a, b)  # no cond, same arithmetic
+  # Under mixed bf16 the stored float32 kernel must not be rounded to bf16 (Keras's is: its
+  # low 16 mantissa bits are all zero), and it equals the float32 run's.
+  _, keras_bf16, _ = _spectral_norm_after_two_training_calls(
+      keras.layers.SpectralNormalization, "mixed_bfloat16")
+  _, ours_bf16, _ = _spectral_norm_after_two_training_calls(SpectralNorm, "mixed_bfloat16")
+  low_bits = lambda w: w.view(np.uint32) & 0xFFFF  # noqa: E731
+  assert (low_bits(keras_bf16) == 0).all()  # the Keras behaviour this class fixes
+  assert (low_bits(ours_bf16) != 0).any()
+  np.testing.assert_allclose(ours_bf16, ours_kernel, rtol=1e-6, atol=1e-7)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import keras
 from keras import layers, ops
+# Not re-exported by keras.* (Keras 3.x): the scope under which a layer reads float variables
+# in its compute dtype; AutocastScope(None) reads them as stored.
+from keras.src.backend.common.variables import AutocastScope
 
 # Normalisations a network can use (ModelConfig.encoder_norm / decoder_norm):
 #   instance: per sample and channel over all positions (the thesis). On the encoder's last
@@ -40,12 +43,36 @@ def instance_norm(name: str | None = None) -> layers.Layer:
   return norm_layer("instance", name)
 
 
+@keras.saving.register_keras_serializable(package="lorbms_tf")
+class SpectralNorm(layers.SpectralNormalization):
+  """Keras's SpectralNormalization (same variables, same power iteration), with two fixes.
+
+  * Precision: Keras computes the normalised kernel inside the layer's autocast scope, so
+    under a mixed policy (bf16 on CPU, fp16 on GPU) it reads the float32 kernel as bf16/fp16
+    and writes it back rounded, every training call: the master weights keep only 8 (bf16)
+    mantissa bits and Adam updates smaller than that are lost. Here it is computed in float32.
+  * Tracing time: Keras wraps the update in `ops.cond(kernel == 0, ...)` (a guard for
+    all-zero kernels, which our initialisers never make); under `tf.function` each cond is
+    traced as a function with its own gradient, ~40% of the time to trace a training step of
+    the `tiny` preset (most of every training test's time).
+  In float32 the result is bit-identical to Keras's (tests/test_models.py).
+  """
+
+  def call(self, inputs, training=False):
+    if training:
+      with AutocastScope(None):  # read the variables as stored (float32), not autocast
+        new_vector_u, new_kernel = self.normalized_weights()
+      self.vector_u.assign(new_vector_u)
+      self.kernel.assign(new_kernel)
+    return ops.cast(self.layer(inputs), inputs.dtype)
+
+
 def conv(filters: int, kernel_size: int, strides: int = 1, spectral_norm: bool = False,
          name: str | None = None) -> layers.Layer:
   """A 'same'-padded conv, spectrally normalised when asked (SN layers need `training=`)."""
   layer = layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
                         name=None if spectral_norm else name)
-  return layers.SpectralNormalization(layer, name=name) if spectral_norm else layer
+  return SpectralNorm(layer, name=name) if spectral_norm else layer
 
 
 def sn_conv(filters: int, kernel_size: int, strides: int = 1, name: str | None = None) -> layers.Layer:
