@@ -46,6 +46,21 @@ def test_scann_tree_matches_exact_and_excludes_self():
       result.distances, ((db[result.rows] - db[:, None]) ** 2).sum(-1), rtol=1e-4, atol=1e-4)
 
 
+def test_small_leaves_are_kept_whole():
+  """ScaNN's default min cluster size (50) dissolves leaves smaller than that, and with ~40
+  vectors per leaf the partition falls apart: searching 1 leaf finds far fewer neighbours."""
+  db = _clustered(20000, 16, clusters=500)
+  num_leaves = 500
+  assert index.min_partition_size(len(db), num_leaves) < 50
+  recalls = {}
+  for min_size in (50, 0):  # 0 = ours, index.min_partition_size
+    settings = index.IndexSettings(kind="tree_bf", num_leaves=num_leaves, leaves_to_search=1,
+                                   training_sample_size=len(db), min_partition_size=min_size)
+    recalls[min_size] = index.search_position(db, k=10, settings=settings,
+                                              recall_queries=500).recall
+  assert recalls[0] > recalls[50] + 0.05, recalls
+
+
 def test_tuned_settings_reach_the_target_recall_and_are_the_fastest_that_do():
   db = _clustered(8000, 16, clusters=200)
   tuning = index.tune_settings(db, k=10, target_recall=0.97, sample_queries=300,
