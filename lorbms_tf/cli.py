@@ -23,6 +23,18 @@ def one_line(error: BaseException) -> str:
   return " ".join(str(error).split()) or type(error).__name__
 
 
+def program_name(main: Callable | None = None) -> str:
+  """What the user typed: the module of ``python -m MODULE`` (``components.trainer``, not its
+  ``__main__``), else the script's file name."""
+  spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+  if spec is not None and spec.name:
+    return spec.name.removesuffix(".__main__")
+  program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+  if program in ("", "__main__.py", "-m", "-c"):
+    return getattr(main, "__module__", None) or "lorbms_tf"
+  return program
+
+
 def guard(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
   """Wraps an absl ``main`` so that user errors print one line and exit with status 2."""
 
@@ -33,10 +45,7 @@ def guard(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
     except (app.UsageError, *USER_ERRORS) as error:
       if logging.level_debug():  # --verbosity=1 or more: the traceback
         raise
-      program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "lorbms_tf"
-      if program in ("__main__.py", "-m", "-c"):
-        program = main.__module__
-      print(f"{program}: error: {one_line(error)} (--verbosity=1 shows the traceback)",
+      print(f"{program_name(main)}: error: {one_line(error)} (--verbosity=1 shows the traceback)",
             file=sys.stderr, flush=True)
       sys.exit(EXIT_USER_ERROR)
 

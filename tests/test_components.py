@@ -95,6 +95,10 @@ def test_local_pipeline_runs_skips_and_reruns_downstream(tmp_path, scenes_data_d
   records = pipeline.run_pipeline(config, log.append)
   assert records["examples"]["counts"]["written"] == 64
   assert records["model"]["train_summary"]["step"] == 2
+  model_dir = str(tmp_path / "root" / "model")  # where it ended up, not the .tmp it trained in
+  assert records["model"]["train_summary"]["workdir"] == model_dir
+  with open(os.path.join(model_dir, "config.json")) as f:
+    assert json.load(f)["workdir"] == model_dir
   assert records["evaluation"]["blessing"]["blessed"]
   assert records["pusher"]["push"]["pushed"] and len(validated) == 1
   assert os.listdir(tmp_path / "saved_models" / "lorbms") == ["1"]

@@ -181,7 +181,8 @@ def other_preset_workdir(tmp_path_factory):
     (["--max_skipped_fraction=2"], ["max_skipped_fraction must be in [0, 1]"]),
 ])
 def test_train_cli_errors_are_one_line(tmp_path, args, phrases):
-  _one_line_error(_cli("lorbms_tf.train", f"--workdir={tmp_path / 'run'}", *args), *phrases)
+  last = _one_line_error(_cli("lorbms_tf.train", f"--workdir={tmp_path / 'run'}", *args), *phrases)
+  assert last.startswith("lorbms_tf.train: error: "), last
 
 
 def test_flag_parsing_errors_name_the_flag_without_a_traceback(tmp_path):
@@ -210,8 +211,9 @@ def test_train_cli_bad_data_error_and_traceback_with_verbosity(tmp_path):
 def test_other_clis_errors_are_one_line(tmp_path):
   _one_line_error(_cli("lorbms_tf.evaluate", f"--workdir={tmp_path / 'nothing'}"),
                   "neither a lorbms_tf work dir nor a checkpoint")
-  _one_line_error(_cli("components.similarity", "--dataset=folder:/no/such/folder",
-                       f"--output_dir={tmp_path / 'out'}"), "does not exist")
+  last = _one_line_error(_cli("components.similarity", "--dataset=folder:/no/such/folder",
+                              f"--output_dir={tmp_path / 'out'}"), "does not exist")
+  assert last.startswith("components.similarity: error: "), last  # the module typed, not __main__
   _one_line_error(_cli("lorbms_tf.render", f"--workdir={tmp_path}", "--reference=x.png",
                        "--donors=y.png", "--mask=0012"), "mask")
   result = _cli("lorbms_tf.ablate")

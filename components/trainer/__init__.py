@@ -56,10 +56,26 @@ def run(inputs: TrainerInputs, output_dir: str) -> dict:
     if code != 0:
       with open(os.path.join(tmp, "train.log")) as log:
         raise base.child_failed("training", code, log.read(), log.name)
-    with open(os.path.join(tmp, "train_summary.json")) as f:
-      return {"command": command, "train_summary": json.load(f)}
+    # The run trained in OUTPUT.tmp, which base.write_artifact renames to OUTPUT: record that.
+    summary = _point_records_at(tmp, output_dir)
+    return {"command": command, "train_summary": summary}
 
   return base.write_artifact(output_dir, "trainer", *step(inputs), body, resumable=True)
+
+
+def _point_records_at(tmp: str, output_dir: str) -> dict:
+  """Rewrites ``workdir`` in the run's train_summary.json and config.json to ``output_dir``;
+  returns the summary."""
+  summary = None
+  for name in ("train_summary.json", "config.json"):
+    path = os.path.join(tmp, name)
+    with open(path) as f:
+      record = json.load(f)
+    record["workdir"] = os.path.abspath(output_dir)
+    with open(path, "w") as f:
+      json.dump(record, f, indent=2, sort_keys=True)
+    summary = summary or record
+  return summary
 
 
 def step(inputs: TrainerInputs) -> tuple[object, dict]:
