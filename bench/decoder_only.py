@@ -35,7 +35,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lorbms_tf.eval import scenes_eval, supervised  # noqa: E402
+from lorbms_tf.eval import linear_probe, scenes_eval, supervised  # noqa: E402
 from lorbms_tf.eval.image_metrics import SceneClassifierConfig  # noqa: E402
 from lorbms_tf.models import build_decoder, build_encoder, get_preset  # noqa: E402
 
@@ -85,7 +85,7 @@ def main():
   test = scenes_eval.load_scenes("test", 1000, args.data_dir)
   classifier = scenes_eval.scene_classifier(
       os.path.join(args.data_dir, "lorbms_scenes_classifier"), SceneClassifierConfig())
-  probe_config = scenes_eval.linear_probe.ProbeConfig()
+  probe_config = linear_probe.ProbeConfig()
   probe_train = {k: v[:4000] for k, v in train.items()}
   results = {"benchmark": "decoder_only", "args": vars(args), "arms": {}}
   for arm in ("supervised", "random"):

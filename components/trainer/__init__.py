@@ -64,18 +64,16 @@ def run(inputs: TrainerInputs, output_dir: str) -> dict:
 
 
 def _point_records_at(tmp: str, output_dir: str) -> dict:
-  """Rewrites ``workdir`` in the run's train_summary.json and config.json to ``output_dir``;
-  returns the summary."""
-  summary = None
-  for name in ("train_summary.json", "config.json"):
+  """Sets ``workdir`` to ``output_dir`` in the run's config.json and train_summary.json
+  (plain JSON: this parent process never imports TensorFlow); returns the summary."""
+  records = {}
+  for name in ("config.json", "train_summary.json"):
     path = os.path.join(tmp, name)
     with open(path) as f:
-      record = json.load(f)
-    record["workdir"] = os.path.abspath(output_dir)
+      records[name] = {**json.load(f), "workdir": os.path.abspath(output_dir)}
     with open(path, "w") as f:
-      json.dump(record, f, indent=2, sort_keys=True)
-    summary = summary or record
-  return summary
+      json.dump(records[name], f, indent=2, sort_keys=name == "config.json")  # as written
+  return records["train_summary.json"]
 
 
 def step(inputs: TrainerInputs) -> tuple[object, dict]:
