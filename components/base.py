@@ -105,7 +105,8 @@ def write_artifact(output_dir: str, producer: str, settings: Any,
   os.makedirs(tmp, exist_ok=True)
   with open(marker, "w") as f:
     f.write(step_fingerprint)
-  fields = dict(body(tmp))
+  # Paths the body reports inside OUTPUT.tmp are recorded as they will be after the rename.
+  fields = _relocated(dict(body(tmp)), tmp, output_dir.rstrip("/"))
   record = {"producer": producer, "settings": _jsonable(settings),
             "inputs": {name: {"path": path, "fingerprint": input_fps[name]}
                        for name, path in inputs.items()},
@@ -123,6 +124,17 @@ def write_artifact(output_dir: str, producer: str, settings: Any,
   if os.path.exists(old):
     shutil.rmtree(old)
   return record
+
+
+def _relocated(value: Any, tmp: str, final: str) -> Any:
+  """``value`` with every ``tmp`` path prefix in its strings (nested) replaced by ``final``."""
+  if isinstance(value, str):
+    return value.replace(tmp + os.sep, final + os.sep) if value != tmp else final
+  if isinstance(value, Mapping):
+    return {k: _relocated(v, tmp, final) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_relocated(v, tmp, final) for v in value]
+  return value
 
 
 class StepFailed(RuntimeError):

@@ -23,9 +23,12 @@ def test_artifacts_are_atomic_and_fingerprinted(tmp_path):
   def body(tmp):
     with open(os.path.join(tmp, "data.txt"), "w") as f:
       f.write("v1")
-    return {"counts": {"n": 1}}
+    return {"counts": {"n": 1}, "files": [os.path.join(tmp, "data.txt")], "dir": tmp}
 
   record = base.write_artifact(out, "test", {"a": 1}, {}, body)
+  # Paths inside OUTPUT.tmp are recorded where the rename puts them.
+  assert record["files"] == [os.path.join(out, "data.txt")] and record["dir"] == out
+  assert base.read_record(out)["files"] == record["files"]
   assert base.is_current(out, {"a": 1}, {}) and not base.is_current(out, {"a": 2}, {})
   assert record["fingerprint"] == base.read_record(out)["fingerprint"]
 
@@ -101,6 +104,7 @@ def test_local_pipeline_runs_skips_and_reruns_downstream(tmp_path, scenes_data_d
     assert json.load(f)["workdir"] == model_dir
   assert records["evaluation"]["blessing"]["blessed"]
   assert records["pusher"]["push"]["pushed"] and len(validated) == 1
+  assert records["pusher"]["push"]["record"] == str(tmp_path / "root" / "pusher" / "record.json")
   assert os.listdir(tmp_path / "saved_models" / "lorbms") == ["1"]
   assert all("running" in line or "done" in line for line in log)
   # Unchanged: every step is skipped.
