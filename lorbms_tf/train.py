@@ -33,6 +33,8 @@ flags.DEFINE_enum("decoder_norm", None, list(NORMS),
                   "Decoder normalisation over the preset's (thesis: none).")
 flags.DEFINE_enum("decoder_spectral_norm", "preset", ["preset", "true", "false"],
                   "Spectral norm on the decoder's convs (thesis: true).")
+flags.DEFINE_enum("discriminator_spectral_norm", "preset", ["preset", "true", "false"],
+                  "Spectral norm on the discriminator's convs 2-4 (thesis: true).")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split across replicas).")
 flags.DEFINE_integer("total_steps", _D.total_steps, "Training iterations in all.")
 flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Iterations between checkpoints.")
@@ -118,6 +120,7 @@ def config_from_flags() -> train_lib.TrainConfig:
       workdir=FLAGS.workdir, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, preset=FLAGS.preset,
       encoder_norm=FLAGS.encoder_norm, decoder_norm=FLAGS.decoder_norm,
       decoder_spectral_norm=_preset_or_bool(FLAGS.decoder_spectral_norm),
+      discriminator_spectral_norm=_preset_or_bool(FLAGS.discriminator_spectral_norm),
       batch_size=FLAGS.batch_size, total_steps=FLAGS.total_steps,
       checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
       log_every=FLAGS.log_every, image_every=FLAGS.image_every,

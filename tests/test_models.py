@@ -116,3 +116,18 @@ def test_spectral_norm_is_keras_in_float32_and_keeps_float32_weights_under_bf16(
   assert (low_bits(keras_bf16) == 0).all()  # the Keras behaviour this class fixes
   assert (low_bits(ours_bf16) != 0).any()
   np.testing.assert_allclose(ours_bf16, ours_kernel, rtol=1e-6, atol=1e-7)
+
+
+def test_discriminator_spectral_norm_is_an_option_over_the_preset():
+  from lorbms_tf import train_lib
+  from lorbms_tf.models.layers import SpectralNorm
+  thesis = build_discriminator(get_preset("tiny"))
+  assert [isinstance(c, SpectralNorm) for c in thesis.convs] == [False, True, True, True]
+  config = train_lib.TrainConfig(workdir="w", preset="tiny",
+                                 discriminator_spectral_norm=False).model_config()
+  plain = build_discriminator(config)
+  assert not any(isinstance(c, SpectralNorm) for c in plain.convs)
+  assert count_params(plain) == count_params(thesis)  # the same convs, only not normalised
+  images = tf.random.uniform([2, 64, 64, 3], -1, 1)
+  assert plain(images, training=True).shape == (2, 4, 4, 1)
+  assert train_lib.TrainConfig(workdir="w").model_config().discriminator_spectral_norm  # preset's

@@ -75,10 +75,6 @@ def conv(filters: int, kernel_size: int, strides: int = 1, spectral_norm: bool =
   return SpectralNorm(layer, name=name) if spectral_norm else layer
 
 
-def sn_conv(filters: int, kernel_size: int, strides: int = 1, name: str | None = None) -> layers.Layer:
-  return conv(filters, kernel_size, strides, spectral_norm=True, name=name)
-
-
 def call_conv(layer: layers.Layer, x, training=False):
   """Calls a conv from `conv()`: only SpectralNormalization takes `training` (power iteration)."""
   if isinstance(layer, layers.SpectralNormalization):

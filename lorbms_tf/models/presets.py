@@ -30,6 +30,7 @@ class ModelConfig:
   decoder_spectral_norm: bool = True
   # PatchGAN discriminator: 4x4 stride-2 convs.
   discriminator_filters: tuple[int, ...] = (32, 64, 96, 128)
+  discriminator_spectral_norm: bool = True  # the thesis: spectral norm on convs 2-4
   # Quadrant classifier (AlexNet-style with batch norm) on the 6-channel (I_mix, I_qi) pair.
   classifier_filters: tuple[int, ...] = (32, 48, 64, 64)
   classifier_dense: tuple[int, ...] = (256,)
