@@ -24,6 +24,7 @@ from lorbms_tf.models import (ModelConfig, build_classifier, build_decoder, buil
 class LorbmsConfig:
   """Training-objective settings (sizes live in ModelConfig)."""
   rec_weight: float = 0.904
+  rec_distance: str = "l1"  # losses.REC_DISTANCES; the thesis: l1
   adv_weight: float = 0.052
   cls_weight: float = 0.044
   # Ours (False = the thesis's fixed weight): adv_weight is then the ratio of the adversarial
@@ -51,6 +52,9 @@ class LorbmsConfig:
       raise ValueError(f"threshold_quantile must be in [0, 1], got {self.threshold_quantile}")
     if self.adv_warmup_steps < 0:
       raise ValueError(f"adv_warmup_steps must be >= 0, got {self.adv_warmup_steps}")
+    if self.rec_distance not in losses.REC_DISTANCES:
+      raise ValueError(f"rec_distance must be one of {losses.REC_DISTANCES}, "
+                       f"got {self.rec_distance!r}")
     if min(self.rec_weight, self.adv_weight, self.cls_weight) < 0:
       raise ValueError("loss weights must be >= 0 (0 is the ablation)")
 
@@ -170,7 +174,8 @@ class LorbmsModel(keras.Model):
     # Real and fake through D in one call: one spectral-norm update per forward pass.
     d_logits = self.discriminator(tf.concat([images, out["mixed"]], 0), training=training)
     real_logits, fake_logits = tf.split(d_logits, 2, axis=0)
-    rec = losses.reconstruction_loss(images, out["reconstructed"], out["cycle"])
+    rec = losses.reconstruction_loss(images, out["reconstructed"], out["cycle"],
+                                     self.config.rec_distance)
     adv = losses.generator_adversarial_loss(fake_logits)
     cls = losses.classifier_loss(
         self.classifier_logits(out["mixed"], out["donor_images"], training), out["mask"])

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from lorbms_tf import cli, train_lib
+from lorbms_tf import cli, losses, train_lib
 from lorbms_tf.lorbms import LorbmsConfig
 from lorbms_tf.eval.image_metrics import SceneClassifierConfig
 from lorbms_tf.eval.scenes_eval import ScenesEvalConfig
@@ -54,6 +54,8 @@ flags.DEFINE_integer("lr_decay_steps", _D.lr_decay_steps,
                      "Ours: G and D rates fall linearly to 0 over the last N iterations "
                      "(0 = constant, the thesis).")
 flags.DEFINE_float("rec_weight", _O.rec_weight, "Weight of L_rec in L_G (0 = ablation).")
+flags.DEFINE_enum("rec_distance", _O.rec_distance, list(losses.REC_DISTANCES),
+                  "Per-pixel distance of L_rec: l1 (the thesis) or l2 (ours: mean squared error).")
 flags.DEFINE_float("adv_weight", _O.adv_weight, "Weight of L_adv in L_G (0 = ablation).")
 flags.DEFINE_float("cls_weight", _O.cls_weight, "Weight of L_cls in L_G (0 = ablation).")
 flags.DEFINE_boolean("adaptive_adv_weight", _O.adaptive_adv_weight,
@@ -110,7 +112,8 @@ def config_from_flags() -> train_lib.TrainConfig:
     if len(FLAGS.profile_steps) != 2:
       raise ValueError(f"--profile_steps takes A,B, got {','.join(FLAGS.profile_steps)}")
     profile = tuple(int(v) for v in FLAGS.profile_steps)
-  objective = LorbmsConfig(rec_weight=FLAGS.rec_weight, adv_weight=FLAGS.adv_weight,
+  objective = LorbmsConfig(rec_weight=FLAGS.rec_weight, rec_distance=FLAGS.rec_distance,
+                           adv_weight=FLAGS.adv_weight,
                            cls_weight=FLAGS.cls_weight, adv_warmup_steps=FLAGS.adv_warmup_steps,
                            adaptive_adv_weight=FLAGS.adaptive_adv_weight,
                            generator_steps=FLAGS.generator_steps,

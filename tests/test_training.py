@@ -165,6 +165,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, scenes_data_dir):
     (["--flagfile=configs/does_not_exist.flags"], "does_not_exist.flags"),
     (["--partners=index"], "neighbour_table"),
     (["--profile_steps=5"], "profile_steps"),
+    (["--rec_distance=l3"], "rec_distance"),
 ])
 def test_flag_errors_exit_non_zero_with_a_clear_message(tmp_path, args, message):
   cmd = [sys.executable, "-m", "lorbms_tf.train", "--flagfile=configs/smoke.flags",
@@ -196,6 +197,19 @@ def test_adversarial_warmup_ramps_the_gan_weight_linearly():
     np.testing.assert_allclose(float(v["g_loss"]), float(expected), rtol=1e-5)
   with pytest.raises(ValueError, match="adv_warmup_steps"):
     LorbmsConfig(adv_warmup_steps=-1)
+
+
+def test_squared_reconstruction_distance_reaches_the_generator_loss():
+  model = tiny_model(rec_distance="l2")
+  data = scenes_batch(4)
+  out, v = model.compute_losses(data, training=False)
+  ref = data["image"].numpy()
+  direct = np.mean((ref - np.asarray(out["reconstructed"], np.float32)) ** 2)
+  cycle = np.mean((ref - np.asarray(out["cycle"], np.float32)) ** 2)
+  np.testing.assert_allclose([float(v["rec_direct"]), float(v["rec_cycle"])], [direct, cycle],
+                             rtol=1e-5)
+  with pytest.raises(ValueError, match="rec_distance must be one of"):
+    LorbmsConfig(rec_distance="l3")
 
 
 def test_mixed_precision_step_keeps_float32_weights_and_finite_losses():
