@@ -42,6 +42,23 @@ from lorbms_tf.models import build_decoder, build_encoder, get_preset  # noqa: E
 DEMO_NETWORKS = dict(encoder_norm="none", decoder_norm="batch", decoder_spectral_norm=False)
 
 
+def load_scenes_and_judge(data_dir):
+  """8,000 training and 1,000 test scenes, and the scenes classifier that judges renderings."""
+  train = scenes_eval.load_scenes("train", 8000, data_dir)
+  test = scenes_eval.load_scenes("test", 1000, data_dir)
+  classifier = scenes_eval.scene_classifier(
+      os.path.join(data_dir, "lorbms_scenes_classifier"), SceneClassifierConfig())
+  return train, test, classifier
+
+
+def write_results(path, results):
+  """The raw numbers of a bench run as JSON."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(results, f, indent=2)
+  print("wrote", path)
+
+
 def train_decoder(encoder, model_config, train_images, test, classifier, steps, eval_every, seed):
   keras.utils.set_random_seed(seed)
   decoder = build_decoder(model_config)
@@ -81,10 +98,7 @@ def main():
   parser.add_argument("--out", default=os.path.join(REPO, "bench", "results", "decoder_only.json"))
   args = parser.parse_args()
   model_config = dataclasses.replace(get_preset("small"), **DEMO_NETWORKS)
-  train = scenes_eval.load_scenes("train", 8000, args.data_dir)
-  test = scenes_eval.load_scenes("test", 1000, args.data_dir)
-  classifier = scenes_eval.scene_classifier(
-      os.path.join(args.data_dir, "lorbms_scenes_classifier"), SceneClassifierConfig())
+  train, test, classifier = load_scenes_and_judge(args.data_dir)
   probe_config = linear_probe.ProbeConfig()
   probe_train = {k: v[:4000] for k, v in train.items()}
   results = {"benchmark": "decoder_only", "args": vars(args), "arms": {}}
@@ -101,10 +115,7 @@ def main():
     results["arms"][arm] = {"encoder_probes": probes, "curve": train_decoder(
         encoder, model_config, train["image"].astype(np.float32), test, classifier,
         args.steps, args.eval_every, args.seed)}
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(results, f, indent=2)
-  print("wrote", args.out)
+  write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import tensorflow as tf  # noqa: E402
 from lorbms_tf import checkpoints  # noqa: E402
 from lorbms_tf.eval import scenes_eval  # noqa: E402
 from lorbms_tf.models import ModelConfig, build_discriminator  # noqa: E402
+from decoder_only import write_results  # noqa: E402  (this folder)
 
 
 def renderings(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -110,10 +111,7 @@ def main():
         train, train_fake, test, test_fake, args.steps, run_flags["d_learning_rate"],
         run_flags["beta_1"], run_flags["batch_size"], args.seed, (25, 50, 100, 200))
   results["seconds"] = time.perf_counter() - start
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(results, f, indent=2)
-  print("wrote", args.out)
+  write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ import tensorflow as tf  # noqa: E402
 
 from lorbms_tf import losses, train_lib  # noqa: E402
 from lorbms_tf.eval import linear_probe, object_metrics, scenes_eval  # noqa: E402
-from lorbms_tf.eval.image_metrics import SceneClassifierConfig  # noqa: E402
 from lorbms_tf.models import build_decoder, build_encoder, get_preset  # noqa: E402
-from decoder_only import DEMO_NETWORKS  # noqa: E402  (this folder; the demo's network options)
+from decoder_only import (DEMO_NETWORKS, load_scenes_and_judge,  # noqa: E402  (this folder)
+                          write_results)
 
 
 def render(encoder, decoder, images, batch=250):
@@ -93,19 +93,13 @@ def main():
   args = parser.parse_args()
   keras.mixed_precision.set_global_policy(train_lib.auto_precision())
   model_config = dataclasses.replace(get_preset("small"), **DEMO_NETWORKS)
-  train = scenes_eval.load_scenes("train", 8000, args.data_dir)
-  test = scenes_eval.load_scenes("test", 1000, args.data_dir)
-  classifier = scenes_eval.scene_classifier(
-      os.path.join(args.data_dir, "lorbms_scenes_classifier"), SceneClassifierConfig())
+  train, test, classifier = load_scenes_and_judge(args.data_dir)
   results = {"benchmark": "reconstruction_distance", "args": vars(args),
              "precision": keras.mixed_precision.global_policy().name, "arms": {}}
   for distance in losses.REC_DISTANCES:
     results["arms"][distance] = train_autoencoder(distance, model_config, train, test,
                                                   classifier, args)
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(results, f, indent=2)
-  print("wrote", args.out)
+  write_results(args.out, results)
 
 
 if __name__ == "__main__":
