@@ -12,7 +12,9 @@ share the machine's load):
   settings reaching ``--target_recall`` on a held-out sample of the database.
 * ``faiss_ivf``: IVF-Flat with 4*sqrt(N) lists at nprobe 1..128 (only when faiss imports:
   ``pip install faiss-cpu``, a benchmark-only extra). The comparison: tuned ScaNN vs faiss's
-  fastest nprobe that reaches the target recall, same queries, same threads.
+  fastest nprobe that reaches the target recall, same queries, same threads; that pair is
+  then timed again in alternation (``head_to_head``: 9 rounds of A B, B A, ...), and the median of
+  the per-round ratios is the headline figure (``scann_tuned_vs_faiss_head_to_head``).
 * ``selfjoin``: the neighbour table's cost for one position at ``--selfjoin_size`` (every row
   searched): tuned vs rule-of-thumb settings.
 
@@ -130,7 +132,10 @@ def bench_scann(db, queries, k, truth):
 
 
 def bench_scann_tuned(db, queries, k, truth, target_recall):
-  """``index.tune_settings`` on the database (its own held-out sample), then the bench queries."""
+  """``index.tune_settings`` on the database (its own held-out sample), then the bench queries.
+
+  Returns (rows, settings, search): ``search(queries)`` runs the tuned searcher (head_to_head).
+  """
   tuning, tune_s = timed(lambda: index.tune_settings(db, k, target_recall))
   settings = tuning.settings
   searcher, build = timed(lambda: index.build_searcher(db, k, settings))
@@ -138,9 +143,38 @@ def bench_scann_tuned(db, queries, k, truth, target_recall):
   tiled = np.tile(queries, (_ANN_TILE, 1))
   _, seconds = timed(lambda: index.scann_search(searcher, tiled, k, settings),
                      repeats=_ANN_REPEATS)
-  return [{"method": "scann_tuned", "build_s": build, "tune_s": tune_s,
-           "qps": len(tiled) / seconds, "recall": recall(found, truth),
-           "settings": settings.to_dict(), "tuning": tuning.to_dict()}], settings
+  return ([{"method": "scann_tuned", "build_s": build, "tune_s": tune_s,
+            "qps": len(tiled) / seconds, "recall": recall(found, truth),
+            "settings": settings.to_dict(), "tuning": tuning.to_dict()}], settings,
+          lambda q: index.scann_search(searcher, q, k, settings))
+
+
+_HEAD_TO_HEAD_ROUNDS = 9
+
+
+def head_to_head(search_fns: dict, queries: np.ndarray, rounds: int = _HEAD_TO_HEAD_ROUNDS) -> dict:
+  """Times the searchers in alternation (rounds A B, B A, A B, ...: each round starts with the
+  next one), so a change in the machine's load during the run hits all of them alike.
+
+  Returns each one's seconds per round and median queries/s, and, for the first one against
+  each other, the per-round ratios of queries/s and their median (the headline comparison).
+  """
+  names = list(search_fns)
+  for fn in search_fns.values():
+    fn(queries)  # warm-up
+  seconds = {name: [] for name in names}
+  for r in range(rounds):
+    for i in range(len(names)):
+      name = names[(r + i) % len(names)]
+      start = time.perf_counter()
+      search_fns[name](queries)
+      seconds[name].append(time.perf_counter() - start)
+  first = names[0]
+  ratios = {other: [b / a for a, b in zip(seconds[first], seconds[other])] for other in names[1:]}
+  return {"rounds": rounds, "queries_per_round": int(len(queries)), "seconds": seconds,
+          "median_qps": {name: float(len(queries) / np.median(s)) for name, s in seconds.items()},
+          "ratios": ratios,
+          "median_ratio": {other: float(np.median(r)) for other, r in ratios.items()}}
 
 
 def selfjoin_case(name, db, k, tuned, subset=100_000):
@@ -174,7 +208,7 @@ def bench_faiss(db, queries, k, truth, nprobes=(1, 2, 4, 8, 16, 32, 64, 128)):
   try:
     import faiss  # pylint: disable=import-outside-toplevel
   except ImportError:
-    return [{"method": "faiss_ivf", "skipped": "faiss not installed (pip install faiss-cpu)"}]
+    return [{"method": "faiss_ivf", "skipped": "faiss not installed (pip install faiss-cpu)"}], None
   nlist = int(4 * np.sqrt(db.shape[0]))
   def build():
     quantizer = faiss.IndexFlatL2(db.shape[1])
@@ -185,6 +219,13 @@ def bench_faiss(db, queries, k, truth, nprobes=(1, 2, 4, 8, 16, 32, 64, 128)):
     ivf.add(db)
     return ivf, quantizer
   (ivf, _), build_s = timed(build)
+
+  def search_at(nprobe):
+    def search(q):
+      ivf.nprobe = nprobe
+      return ivf.search(q, k)
+    return search
+
   rows = []
   for nprobe in nprobes:
     ivf.nprobe = nprobe
@@ -194,7 +235,7 @@ def bench_faiss(db, queries, k, truth, nprobes=(1, 2, 4, 8, 16, 32, 64, 128)):
     rows.append({"method": f"faiss_ivf_nprobe{nprobe}", "build_s": build_s,
                  "qps": len(tiled) / seconds, "recall": recall(found, truth),
                  "settings": {"nlist": nlist, "nprobe": nprobe}})
-  return rows
+  return rows, search_at
 
 
 def run_case(name, db, queries, k, target_recall):
@@ -202,9 +243,10 @@ def run_case(name, db, queries, k, target_recall):
   truth, exact = bench_exact_numpy(db, queries, k)
   rows = [exact, bench_exact_tf(db, queries, k, truth)]
   rows += bench_scann(db, queries, k, truth)
-  tuned_rows, tuned = bench_scann_tuned(db, queries, k, truth, target_recall)
+  tuned_rows, tuned, tuned_search = bench_scann_tuned(db, queries, k, truth, target_recall)
   rows += tuned_rows
-  rows += bench_faiss(db, queries, k, truth)
+  faiss_rows, faiss_search_at = bench_faiss(db, queries, k, truth)
+  rows += faiss_rows
   base = max(rows[0]["qps"], rows[1]["qps"])  # the faster exact method is the baseline
   for row in rows:
     if "qps" in row:
@@ -228,6 +270,16 @@ def run_case(name, db, queries, k, target_recall):
                       scann_tuned_vs_faiss=scann_row["qps"] / best["qps"])
     print(f"  at recall@{k} >= {target_recall}: scann_tuned {scann_row['qps']:.0f} q/s vs "
           f"{best['method']} {best['qps']:.0f} q/s = {comparison['scann_tuned_vs_faiss']:.2f}x",
+          flush=True)
+    # The headline ratio: the two timed in alternation, so the machine's load drifts alike.
+    duel = head_to_head({"scann_tuned": tuned_search,
+                         best["method"]: faiss_search_at(best["settings"]["nprobe"])},
+                        np.tile(queries, (_ANN_TILE, 1)))
+    comparison.update(head_to_head=duel,
+                      scann_tuned_vs_faiss_head_to_head=duel["median_ratio"][best["method"]])
+    print(f"  head to head ({duel['rounds']} alternating rounds): "
+          f"{comparison['scann_tuned_vs_faiss_head_to_head']:.2f}x (per round "
+          f"{min(duel['ratios'][best['method']]):.2f}-{max(duel['ratios'][best['method']]):.2f}x)",
           flush=True)
   return {"case": name, "num_vectors": int(db.shape[0]), "dim": int(db.shape[1]),
           "num_queries": int(len(queries)), "k": k, "results": rows, "comparison": comparison,

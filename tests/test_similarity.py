@@ -67,6 +67,11 @@ def test_tuned_settings_reach_the_target_recall_and_are_the_fastest_that_do():
                                timing_queries=1000, leaf_factors=(1.0, 2.0),
                                reorder_factors=(4, 16))
   assert tuning.settings.kind in ("tree_bf", "tree_ah") and tuning.recall >= 0.97
+  # The space searched: exact leaves and AH at each dims per block x reorder depth.
+  assert {(t["kind"], t["dims_per_block"], t["reorder"] // 15) for t in tuning.tried
+          if t["num_leaves"] == tuning.tried[0]["num_leaves"]} == {
+              ("tree_bf", 2, 0), ("tree_ah", 2, 4), ("tree_ah", 2, 16), ("tree_ah", 4, 4),
+              ("tree_ah", 4, 16)}
   reached = [t for t in tuning.tried if t["recall"] >= 0.97]
   assert tuning.queries_per_second == max(t["queries_per_second"] for t in reached)
   # Fewest leaves: one step fewer (where evaluated) misses the target.

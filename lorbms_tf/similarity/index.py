@@ -101,6 +101,8 @@ def choose_settings(num_vectors: int, k: int = DEFAULT_K,
 DEFAULT_TARGET_RECALL = 0.98
 _LEAF_FACTORS = (1.0, 2.0, 4.0)  # num_leaves = factor * sqrt(N), tried by tune_settings
 _REORDER_FACTORS = (4, 16, 64)  # AH: exact re-scoring depth = factor * searched candidates
+# AH: dimensions per 4-bit code (ScaNN's default 2; 4 = half the codes, coarser scores).
+_DIMS_PER_BLOCK = (2, 4)
 
 
 @dataclasses.dataclass
@@ -122,14 +124,15 @@ def tune_settings(db: np.ndarray, k: int = DEFAULT_K, target_recall: float = DEF
                   sample_queries: int = 1000, timing_queries: int = 5000, seed: int = 0,
                   leaf_factors: tuple[float, ...] = _LEAF_FACTORS,
                   reorder_factors: tuple[int, ...] = _REORDER_FACTORS,
+                  dims_per_block: tuple[int, ...] = _DIMS_PER_BLOCK,
                   brute_force_below: int = BRUTE_FORCE_BELOW) -> TuningResult:
   """The fastest ScaNN settings that reach ``target_recall`` (recall@k) on ``db``, measured.
 
   Held-out sample: ``sample_queries`` rows of ``db``, searched exactly for the ground truth
   (self and bit-identical copies excluded, as in the table). For each number of leaves
-  (``leaf_factors`` x sqrt(N)) two builds: exact scoring inside the leaves ("tree_bf"), and
-  asymmetric hashing (2 dims per 4-bit code, ScaNN's default) with each reorder depth
-  ("tree_ah"); for each, the fewest leaves to search that reach the target (doubling, then
+  (``leaf_factors`` x sqrt(N)) one build with exact scoring inside the leaves ("tree_bf"), and
+  one with asymmetric hashing per ``dims_per_block`` (dimensions per 4-bit code; ScaNN's
+  default is 2), each tried with every reorder depth ("tree_ah"); for each, the fewest leaves to search that reach the target (doubling, then
   bisection: recall grows with it) are found, then that setting's queries/s is timed (best
   of 3 over ``timing_queries`` rows). The fastest one that reaches the target wins; if
   none does, the one with the highest recall. Below ``brute_force_below`` vectors: exact
@@ -153,17 +156,19 @@ def tune_settings(db: np.ndarray, k: int = DEFAULT_K, target_recall: float = DEF
     num_leaves = max(16, int(round(factor * math.sqrt(n))))
     if num_leaves * 8 > n:  # leaves of fewer than ~8 vectors: k-means is meaningless
       continue
-    ah = IndexSettings(kind="tree_ah", num_leaves=num_leaves, leaves_to_search=num_leaves,
-                       dims_per_block=2, reorder=num * max(reorder_factors),
-                       training_sample_size=min(n, 250_000),
-                       min_partition_size=min_partition_size(n, num_leaves))
-    exact_leaves = dataclasses.replace(ah, kind="tree_bf", reorder=0)
-    candidates = [(exact_leaves, 0)] + [(ah, num * factor) for factor in reorder_factors]
+    exact_leaves = IndexSettings(kind="tree_bf", num_leaves=num_leaves,
+                                 leaves_to_search=num_leaves,
+                                 training_sample_size=min(n, 250_000),
+                                 min_partition_size=min_partition_size(n, num_leaves))
+    candidates = [(exact_leaves, 0)] + [
+        (dataclasses.replace(exact_leaves, kind="tree_ah", dims_per_block=dims,
+                             reorder=num * max(reorder_factors)), num * factor)
+        for dims in dims_per_block for factor in reorder_factors]
     searchers = {}
     for base, reorder in candidates:
-      if base.kind not in searchers:
-        searchers[base.kind] = build_searcher(db, num, base)
-      searcher = searchers[base.kind]
+      if base not in searchers:  # one build per kind and dims per block
+        searchers[base] = build_searcher(db, num, base)
+      searcher = searchers[base]
 
       def settings_for(leaves, base=base, reorder=reorder):
         return dataclasses.replace(base, leaves_to_search=leaves, reorder=reorder)
