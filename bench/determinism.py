@@ -27,7 +27,9 @@ def train(workdir: str, deterministic: bool, steps: int, data_dir: str) -> dict:
   command = [sys.executable, "-m", "lorbms_tf.train", "--flagfile=configs/scenes.flags",
              f"--workdir={workdir}", f"--data_dir={data_dir}", f"--total_steps={steps}",
              f"--checkpoint_every={steps}", "--log_every=10", f"--image_every={steps}",
-             "--eval_every=0", "--deterministic" if deterministic else "--nodeterministic"]
+             # --lr_decay_steps=0: the demo's decay needs more iterations than a timing run.
+             "--eval_every=0", "--lr_decay_steps=0",
+             "--deterministic" if deterministic else "--nodeterministic"]
   subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL,
                  stderr=subprocess.DEVNULL)
   from lorbms_tf.eval import report  # pylint: disable=import-outside-toplevel

@@ -279,11 +279,33 @@ def _scenes_evaluator(config: TrainConfig):
                                                  dataset=config.eval_dataset or config.dataset)
 
 
+def serialize_ops() -> bool:
+  """Runs TF ops one at a time (an inter-op pool of one thread); False if TF had already started.
+
+  Measured (README, "--deterministic"): 100 demo training steps on one fixed batch ended in
+  different weights in different processes when ops may run concurrently, and in the same
+  weights in every process with this, while each process repeats its own step bit-exactly
+  either way. The likely mechanism: oneDNN fixes a kernel's threading (so its summation
+  order) when it first builds it, from the threads free at that moment, and caches it.
+  """
+  if tf.config.threading.get_inter_op_parallelism_threads() == 1:
+    return True
+  try:
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+  except RuntimeError:  # the runtime is up already (e.g. a second run in one process)
+    return False
+  return True
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
   """Trains (resuming from the work dir's latest checkpoint) and returns a summary dict."""
   if config.deterministic:
-    # Same flags and seed -> the same losses: ops pick deterministic kernels (measured cost
-    # in the README) and tf.data keeps its order (it does by default).
+    # Same flags and seed -> the same losses: ops pick deterministic kernels and run one at a
+    # time (measured cost in the README), and tf.data keeps its order (it does by default).
+    # (Not under a distribution strategy: its replicas' collectives run side by side.)
+    if config.strategy == "default" and not serialize_ops():
+      logging.warning("--deterministic: TensorFlow was already running, so its ops may run "
+                      "concurrently; runs are bit-identical within this process only")
     tf.config.experimental.enable_op_determinism()
   strategy = make_strategy(config.strategy)
   jit = _has_gpu() if config.jit_compile is None else config.jit_compile
@@ -353,7 +375,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
              # Epoch-end logs come after the monitor's window reset: report its last window.
              "final_metrics": monitor.last_logs or {k: float(v[-1])
                                                     for k, v in history.history.items()},
-             "data": monitor.data_counts, "workdir": config.workdir}
+             "data": monitor.data_counts, "workdir": config.workdir,
+             "ops_one_at_a_time": tf.config.threading.get_inter_op_parallelism_threads() == 1}
   if _is_chief(strategy):
     with tf.io.gfile.GFile(os.path.join(config.workdir, "train_summary.json"), "w") as f:
       json.dump(summary, f, indent=2)

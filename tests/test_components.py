@@ -11,7 +11,8 @@ import pytest
 from components import base, evaluator, pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_TRAIN = ("--flagfile=configs/smoke.flags", "--total_steps=2", "--checkpoint_every=2")
+TINY_TRAIN = ("--flagfile=configs/smoke.flags", "--total_steps=2", "--checkpoint_every=2",
+              "--deterministic")
 TINY_EVAL = ("--dataset=scenes/tiny", "--num_eval_images=16", "--probe_train_images=24",
              "--probe_epochs=1", "--scene_classifier_scenes=32", "--scene_classifier_epochs=1",
              "--noover_checkpoints", "--grid_examples=4", "--supervised_steps=0")
@@ -98,6 +99,8 @@ def test_local_pipeline_runs_skips_and_reruns_downstream(tmp_path, scenes_data_d
   records = pipeline.run_pipeline(config, log.append)
   assert records["examples"]["counts"]["written"] == 64
   assert records["model"]["train_summary"]["step"] == 2
+  # --deterministic in a fresh trainer process: ops run one at a time (cross-process identity).
+  assert records["model"]["train_summary"]["ops_one_at_a_time"]
   model_dir = str(tmp_path / "root" / "model")  # where it ended up, not the .tmp it trained in
   assert records["model"]["train_summary"]["workdir"] == model_dir
   with open(os.path.join(model_dir, "config.json")) as f:
