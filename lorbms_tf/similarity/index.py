@@ -132,8 +132,9 @@ def tune_settings(db: np.ndarray, k: int = DEFAULT_K, target_recall: float = DEF
   (self and bit-identical copies excluded, as in the table). For each number of leaves
   (``leaf_factors`` x sqrt(N)) one build with exact scoring inside the leaves ("tree_bf"), and
   one with asymmetric hashing per ``dims_per_block`` (dimensions per 4-bit code; ScaNN's
-  default is 2), each tried with every reorder depth ("tree_ah"); for each, the fewest leaves to search that reach the target (doubling, then
-  bisection: recall grows with it) are found, then that setting's queries/s is timed (best
+  default is 2), each tried with every reorder depth ("tree_ah"); for each, the fewest
+  leaves to search that reach the target (doubling, then bisection: recall grows with it)
+  are found, then that setting's queries/s is timed (best
   of 3 over ``timing_queries`` rows). The fastest one that reaches the target wins; if
   none does, the one with the highest recall. Below ``brute_force_below`` vectors: exact
   brute force.
@@ -164,11 +165,11 @@ def tune_settings(db: np.ndarray, k: int = DEFAULT_K, target_recall: float = DEF
         (dataclasses.replace(exact_leaves, kind="tree_ah", dims_per_block=dims,
                              reorder=num * max(reorder_factors)), num * factor)
         for dims in dims_per_block for factor in reorder_factors]
-    searchers = {}
+    built, searcher = None, None
     for base, reorder in candidates:
-      if base not in searchers:  # one build per kind and dims per block
-        searchers[base] = build_searcher(db, num, base)
-      searcher = searchers[base]
+      if base != built:  # one build per kind and dims per block (candidates come grouped),
+        searcher, built = None, base  # and only one held at a time (0.3 GB each at 1M)
+        searcher = build_searcher(db, num, base)
 
       def settings_for(leaves, base=base, reorder=reorder):
         return dataclasses.replace(base, leaves_to_search=leaves, reorder=reorder)
