@@ -18,6 +18,7 @@ from lorbms_tf.lorbms import LorbmsConfig
 from lorbms_tf.eval.image_metrics import SceneClassifierConfig
 from lorbms_tf.eval.scenes_eval import ScenesEvalConfig
 from lorbms_tf.models import PRESETS
+from lorbms_tf.models.presets import DECODER_PROJECTIONS
 from lorbms_tf.models.layers import NORMS
 
 _D = train_lib.TrainConfig(workdir="")
@@ -33,6 +34,9 @@ flags.DEFINE_enum("decoder_norm", None, list(NORMS),
                   "Decoder normalisation over the preset's (thesis: none).")
 flags.DEFINE_enum("decoder_spectral_norm", "preset", ["preset", "true", "false"],
                   "Spectral norm on the decoder's convs (thesis: true).")
+flags.DEFINE_enum("decoder_projection", "preset", ["preset"] + [str(p) for p in DECODER_PROJECTIONS],
+                  "Each chunk -> a p x p map of its quadrant by one shared dense layer, in place "
+                  "of the decoder's first log2(p) upsampling convs (thesis: 0, none).")
 flags.DEFINE_enum("discriminator_spectral_norm", "preset", ["preset", "true", "false"],
                   "Spectral norm on the discriminator's convs 2-4 (thesis: true).")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split across replicas).")
@@ -123,6 +127,7 @@ def config_from_flags() -> train_lib.TrainConfig:
       workdir=FLAGS.workdir, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, preset=FLAGS.preset,
       encoder_norm=FLAGS.encoder_norm, decoder_norm=FLAGS.decoder_norm,
       decoder_spectral_norm=_preset_or_bool(FLAGS.decoder_spectral_norm),
+      decoder_projection=None if FLAGS.decoder_projection == "preset" else int(FLAGS.decoder_projection),
       discriminator_spectral_norm=_preset_or_bool(FLAGS.discriminator_spectral_norm),
       batch_size=FLAGS.batch_size, total_steps=FLAGS.total_steps,
       checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,

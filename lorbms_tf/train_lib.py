@@ -24,7 +24,7 @@ from lorbms_tf.models import ModelConfig, get_preset
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # ModelConfig fields a run may set over its preset (None = the preset's value).
 MODEL_OVERRIDES = ("encoder_norm", "decoder_norm", "decoder_spectral_norm",
-                   "discriminator_spectral_norm")
+                   "decoder_projection", "discriminator_spectral_norm")
 PARTNERS = ("batch", "index")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PREVIEW_IMAGES = 8  # rows of the training image grids
@@ -40,6 +40,7 @@ class TrainConfig:
   encoder_norm: str | None = None
   decoder_norm: str | None = None
   decoder_spectral_norm: bool | None = None
+  decoder_projection: int | None = None
   discriminator_spectral_norm: bool | None = None
   batch_size: int = 32
   total_steps: int = 600

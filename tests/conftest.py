@@ -43,11 +43,12 @@ SMOKE_STEPS = 4
 @pytest.fixture(scope="session")
 def smoke_workdir(tmp_path_factory, scenes_data_dir):
   """A finished seconds-long training run (tiny preset, 4 steps, checkpoints at 2 and 4,
-  a profiler trace of iterations 1-2)."""
+  a profiler trace of iterations 1-2), its decoder with the demo's per-chunk projection (so
+  export, transfer and evaluation see it) over the thesis's spectrally normalised convs."""
   from lorbms_tf import train_lib
   workdir = str(tmp_path_factory.mktemp("smoke_run"))
   train_lib.train(train_lib.TrainConfig(
       workdir=workdir, dataset="scenes/tiny", data_dir=scenes_data_dir, preset="tiny",
-      batch_size=4, total_steps=SMOKE_STEPS, checkpoint_every=2, log_every=1, image_every=2,
-      profile_steps=(1, 3)))
+      decoder_projection=8, batch_size=4, total_steps=SMOKE_STEPS, checkpoint_every=2,
+      log_every=1, image_every=2, profile_steps=(1, 3)))
   return workdir

@@ -131,3 +131,37 @@ def test_discriminator_spectral_norm_is_an_option_over_the_preset():
   images = tf.random.uniform([2, 64, 64, 3], -1, 1)
   assert plain(images, training=True).shape == (2, 4, 4, 1)
   assert train_lib.TrainConfig(workdir="w").model_config().discriminator_spectral_norm  # preset's
+
+
+def test_project_chunks_lays_each_chunk_map_over_its_own_quadrant():
+  from lorbms_tf.models.decoder import project_chunks
+  p, depth = 4, 3
+  projected = tf.random.uniform([2, conventions.GRID, conventions.GRID, p * p * depth], seed=3)
+  laid_out = project_chunks(projected, p)
+  np.testing.assert_array_equal(laid_out.numpy(), tf.nn.depth_to_space(projected, p).numpy())
+  # chunk (row 1, col 0) = BL: its map is the p x p block at rows p.., cols ..p
+  bl_map = tf.reshape(projected[:, 1, 0], [2, p, p, depth])
+  np.testing.assert_array_equal(laid_out[:, p:, :p].numpy(), bl_map.numpy())
+
+
+@pytest.mark.parametrize("projection,spectral_norm", [(2, False), (4, True), (16, False)])
+def test_decoder_projection_replaces_the_first_upsampling_stages(projection, spectral_norm):
+  base = get_preset("tiny")
+  config = ModelConfig(**{**base.to_dict(), "decoder_projection": projection,
+                          "decoder_spectral_norm": spectral_norm})
+  decoder = build_decoder(config)
+  chunks = tf.random.normal([2, 2, 2, config.chunk_channels], seed=4)
+  with tf.GradientTape() as tape:
+    images = decoder(chunks, training=True)
+    loss = tf.reduce_mean(images ** 2)
+  assert images.shape == (2, 64, 64, 3)
+  grads = tape.gradient(loss, decoder.trainable_variables)
+  assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+  replaced = projection.bit_length() - 1
+  assert len(decoder.up_convs) == 5 - replaced  # the first log2(p) up-convs are not built
+  assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_bad_decoder_projection_is_a_clear_error():
+  with pytest.raises(ValueError, match="decoder_projection must be one of"):
+    ModelConfig(decoder_projection=3)

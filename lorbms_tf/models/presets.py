@@ -12,6 +12,11 @@ from typing import Any
 from lorbms_tf.models.layers import check_norm
 
 
+# Sizes of the decoder's per-chunk projection: powers of two, up to 16 px of a 32 px quadrant
+# (at least one upsampling stage is kept).
+DECODER_PROJECTIONS = (0, 2, 4, 8, 16)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """All network sizes. Defaults are the `small` preset: ~17x fewer FLOPs per image than `coco`
@@ -28,6 +33,9 @@ class ModelConfig:
   decoder_growth: int = 8
   decoder_norm: str = "none"  # layers.NORMS; the thesis: none, with spectral norm on every conv
   decoder_spectral_norm: bool = True
+  # Ours (0 = the thesis): each chunk -> a p x p map of its quadrant by one shared dense layer,
+  # in place of the first log2(p) upsampling convs (models/decoder.py says why).
+  decoder_projection: int = 0
   # PatchGAN discriminator: 4x4 stride-2 convs.
   discriminator_filters: tuple[int, ...] = (32, 64, 96, 128)
   discriminator_spectral_norm: bool = True  # the thesis: spectral norm on convs 2-4
@@ -41,6 +49,9 @@ class ModelConfig:
       raise ValueError(f"encoder_blocks needs 5 dense blocks (64 px -> 2x2), got {self.encoder_blocks}")
     if len(self.decoder_blocks) != 5 or len(self.decoder_up_filters) != 5:
       raise ValueError("decoder_blocks and decoder_up_filters need 5 stages (2x2 -> 64 px)")
+    if self.decoder_projection not in DECODER_PROJECTIONS:
+      raise ValueError(f"decoder_projection must be one of {DECODER_PROJECTIONS} "
+                       f"(0 = upsampling convs from the 2x2 grid), got {self.decoder_projection}")
     check_norm(self.encoder_norm)
     check_norm(self.decoder_norm)
     if len(self.discriminator_filters) != 4:
