@@ -166,6 +166,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, scenes_data_dir):
     (["--partners=index"], "neighbour_table"),
     (["--profile_steps=5"], "profile_steps"),
     (["--rec_distance=l3"], "rec_distance"),
+    (["--decoder_projection=3"], "decoder_projection"),
 ])
 def test_flag_errors_exit_non_zero_with_a_clear_message(tmp_path, args, message):
   cmd = [sys.executable, "-m", "lorbms_tf.train", "--flagfile=configs/smoke.flags",
