@@ -74,9 +74,10 @@ def project_chunks(projected, p: int):
   """[B, G, G, p*p*F] (each chunk's p x p map, row-major) -> [B, G*p, G*p, F]: each chunk's map
   laid out over its quadrant (tf.nn.depth_to_space's order, in backend-neutral ops)."""
   _, grid, _, depth = projected.shape
-  x = ops.reshape(projected, (-1, grid, grid, p, p, depth // (p * p)))
+  features = depth // (p * p)
+  x = ops.reshape(projected, (-1, grid, grid, p, p, features))
   x = ops.transpose(x, (0, 1, 3, 2, 4, 5))  # [B, row, p_row, col, p_col, F]
-  return ops.reshape(x, (-1, grid * p, grid * p, depth // (p * p)))
+  return ops.reshape(x, (-1, grid * p, grid * p, features))
 
 
 def build_decoder(config: ModelConfig) -> Decoder:
