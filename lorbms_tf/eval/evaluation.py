@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from lorbms_tf import checkpoints, conventions, visualize
+from lorbms_tf import checkpoints, conventions, timing, visualize
 from lorbms_tf.eval import (image_metrics, linear_probe, object_metrics, report, scenes_eval,
                             supervised)
 
@@ -232,14 +231,7 @@ def render_transfers(networks, images: np.ndarray, pairs: int, masks=TRANSFER_MA
 
 def run_evaluation(config: EvalConfig) -> dict[str, Any]:
   """Runs every applicable part and writes the report; returns the metrics dict."""
-  start = time.perf_counter()
-  timing: dict[str, float] = {}
-
-  def lap(name, since):
-    timing[name] = round(time.perf_counter() - since, 2)
-    return time.perf_counter()
-
-  t = time.perf_counter()
+  timer = timing.StageTimer()
   networks = checkpoints.restore_networks(config.checkpoint or config.workdir)
   run_config = networks.config
   dataset = config.dataset or run_config["dataset"]
@@ -249,7 +241,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
   batch_size = max(2, config.batch_size or int(run_config.get("batch_size", 32)))
   test = load_split(dataset, config.split, config.num_eval_images, data_dir)
   is_scenes = "shapes" in test and "colors" in test
-  t = lap("load", t)
+  timer.lap("load")
 
   metrics: dict[str, Any] = {
       "run": {"workdir": config.workdir, "checkpoint": config.checkpoint or "latest",
@@ -267,7 +259,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
   }
   metrics["mask_classifier"] = object_metrics.mask_classifier_accuracy(mixes["cls_logits"],
                                                                        mixes["mask"])
-  t = lap("mixing", t)
+  timer.lap("mixing")
 
   quality: dict[str, Any] = {}
   inception = None
@@ -282,7 +274,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
           + (" (standard FID pool_3, no logits: FID/KID, no IS)" if inception.note else ""),
           "classifier_kind": "inception",
           **image_metrics.inception_quality(inception, test["image"], images)}
-    t = lap("inception_quality", t)
+    timer.lap("inception_quality")
   else:
     notes.append("No --fid_model: no Inception FID/IS/KID (pass --fid_model=builtin for "
                  "FID/KID, or a local copy of TF-Hub tfgan/eval/inception/1 for IS too).")
@@ -295,7 +287,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         **scene_classifier.accuracy(test["image"], test["shapes"], test["colors"]),
         "train_scenes": config.scene_classifier.train_scenes,
         "epochs": config.scene_classifier.epochs}
-    t = lap("scene_classifier", t)
+    timer.lap("scene_classifier")
     for key, images, title in (("mixed", mixes["mixed"], "I_mix vs test scenes"),
                                ("reconstructed", mixes["reconstructed"], "I_hat vs test scenes")):
       quality[f"{key} (scenes)"] = {
@@ -305,7 +297,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     metrics["object_transfer"] = scenes_eval.transfer_fidelity(scene_classifier, test, mixes)
     notes.append("'scenes FID/IS/KID' come from a classifier trained on lorbms_scenes ground "
                  "truth, not Inception: they are comparable only with other scenes numbers.")
-    t = lap("scenes_quality_and_objects", t)
+    timer.lap("scenes_quality_and_objects")
   metrics["image_quality"] = quality
 
   probes: dict[str, Any] = {}
@@ -317,12 +309,12 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         probe_epochs=config.probe.epochs, mixing_batch_size=batch_size, seed=config.seed))
     random_encoder, _ = _random_networks(run_config, config.seed + 1)
     probes.update(scenes_probes(evaluator, networks.encoder, random_encoder, run_config, config))
-    t = lap("scenes_probes", t)
+    timer.lap("scenes_probes")
   if config.stl10:
     probes["stl10"] = stl10_probes(networks, config, data_dir)
     notes.append("STL-10 folds: **ours**, two fixed permutations of the 5,000 training ids "
                  "(tfds does not keep the official fold indices); each image is in 2 folds.")
-    t = lap("stl10_probes", t)
+    timer.lap("stl10_probes")
   metrics["probes"] = probes
 
   figures: dict[str, str] = {}
@@ -338,7 +330,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     figures["object transfer (reference, donor, one column per mask)"] = visualize.transfer_grid(
         references, donor_images, [conventions.parse_mask(m) for m in TRANSFER_MASKS], results,
         os.path.join(out_dir, "object_transfer.png"))
-  t = lap("grids", t)
+  timer.lap("grids")
 
   if config.over_checkpoints:
     history = []
@@ -360,7 +352,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
       figures["metrics over training (one point per checkpoint)"] = report.plot_series(
           series, os.path.join(out_dir, "metrics_over_training.png"),
           f"metrics over checkpoints ({len(subset['image'])} test images)")
-    t = lap("over_checkpoints", t)
+    timer.lap("over_checkpoints")
 
   scalars = report.read_tensorboard_scalars(
       os.path.join(config.workdir, checkpoints.TENSORBOARD_DIR))
@@ -370,10 +362,10 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     metrics["training_final"] = {tag: float(values[-1]) for tag, (_, values) in scalars.items()}
   else:
     notes.append(f"No TensorBoard scalars under {config.workdir}/tb: no loss curves.")
-  lap("loss_curves", t)
+  timer.lap("loss_curves")
 
-  metrics["timing"] = timing
-  metrics["run"]["seconds"] = round(time.perf_counter() - start, 1)
+  metrics["timing"] = timer.seconds
+  metrics["run"]["seconds"] = timer.total()
   paths = report.write_report(out_dir, metrics, figures)
   logging.info("wrote %s and %s", paths["metrics"], paths["report"])
   metrics["paths"] = paths

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from lorbms_tf import checkpoints
+from lorbms_tf import checkpoints, timing
 from lorbms_tf.eval import linear_probe, scenes_eval
 from lorbms_tf.transfer import features as features_lib
 from lorbms_tf.transfer import pseudo_labels, report
@@ -112,14 +111,7 @@ def run_transfer(config: TransferConfig) -> dict[str, Any]:
   from lorbms_tf.data import sources  # pylint: disable=import-outside-toplevel
   from lorbms_tf.models import ModelConfig, build_transfer_net  # pylint: disable=import-outside-toplevel
   config.validate()
-  start = time.perf_counter()
-  timing: dict[str, float] = {}
-
-  def lap(name, since):
-    timing[name] = round(time.perf_counter() - since, 2)
-    return time.perf_counter()
-
-  t = time.perf_counter()
+  timer = timing.StageTimer()
   networks = checkpoints.restore_networks(config.workdir)
   run_config = networks.config
   model_config = ModelConfig.from_dict(run_config["model"])
@@ -129,12 +121,12 @@ def run_transfer(config: TransferConfig) -> dict[str, Any]:
   output = config.output or os.path.join(config.workdir, DEFAULT_OUTPUT)
   os.makedirs(output, exist_ok=True)
   teacher = features_lib.teacher_extractor(networks, config.features)
-  t = lap("restore", t)
+  timer.lap("restore")
 
   features, _ = linear_probe.extract_features(
       teacher, _image_batches(dataset, config.split, config.num_images, data_dir), label_key=None)
   num_images = len(features)
-  t = lap("teacher_features", t)
+  timer.lap("teacher_features")
   logging.info("teacher %s: %d images x %d features", teacher.name, num_images,
                features.shape[1])
   clusters = pseudo_labels.kmeans_pseudo_labels(features, pseudo_labels.KMeansConfig(
@@ -143,14 +135,14 @@ def run_transfer(config: TransferConfig) -> dict[str, Any]:
   del features
   np.savez(os.path.join(output, PSEUDO_LABELS_FILE), labels=clusters.labels,
            centroids=clusters.centroids)
-  t = lap("kmeans", t)
+  timer.lap("kmeans")
 
   trained = student_lib.train_student(
       model_config, config.clusters,
       _examples(dataset, config.split, config.num_images, data_dir, clusters.labels),
       config.student)
   trained.net.save_weights(os.path.join(output, STUDENT_WEIGHTS_FILE))
-  t = lap("student_training", t)
+  timer.lap("student_training")
 
   import keras  # pylint: disable=import-outside-toplevel
   keras.utils.set_random_seed(config.seed + 1)
@@ -171,7 +163,7 @@ def run_transfer(config: TransferConfig) -> dict[str, Any]:
     probes["scenes_quadrant"] = scenes_probe_rows(
         extractors["teacher"], extractors["student"], extractors["random"], config,
         probe_dataset, data_dir)
-    t = lap("scenes_probes", t)
+    timer.lap("scenes_probes")
   stl10 = config.stl10 if config.stl10 is not None else spec.name == "stl10"
   if stl10:
     table = linear_probe.stl10_linear_probes(
@@ -181,7 +173,7 @@ def run_transfer(config: TransferConfig) -> dict[str, Any]:
         "protocol": (f"{config.stl10_folds} folds, {config.probe.epochs} epochs, frozen "
                      "central-crop features at 96 px (no augmentation)"),
         "table": {name: summary.to_dict() for name, summary in table.items()}}
-    t = lap("stl10_probes", t)
+    timer.lap("stl10_probes")
   if not probes:
     notes.append(f"No probes: {dataset!r} is neither lorbms_scenes nor STL-10 (pass --stl10 "
                  "to probe on STL-10).")
@@ -197,9 +189,9 @@ def run_transfer(config: TransferConfig) -> dict[str, Any]:
       "probe_config": dataclasses.asdict(config.probe),
       "probes": probes,
       "notes": notes,
-      "timing": timing,
+      "timing": timer.seconds,
   }
-  metrics["run"]["seconds"] = round(time.perf_counter() - start, 1)
+  metrics["run"]["seconds"] = timer.total()
   metrics["paths"] = report.write_transfer_report(output, metrics)
   logging.info("wrote %s", metrics["paths"]["report"])
   return metrics
