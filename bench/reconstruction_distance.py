@@ -11,7 +11,8 @@ at the end, the shape and colour probes of the chunks. Raw numbers to ``--out`` 
 
 The same harness screens the decoder's projection (``--decoder_projections``): one arm per
 (distance, projection) pair, so a change to the reconstruction path can be judged in minutes
-before a full training run. It predicted the demo's fidelity order for projections 0 / 4 / 8.
+before a full training run. Its scratch predecessor found projection 8 (fidelity order 0 < 8 held
+in the demo, seeds 0 and 1).
 
     python bench/reconstruction_distance.py           # 2 x 2,000 steps, ~20 minutes on 2 cores
     python bench/reconstruction_distance.py --distances=l2 --decoder_projections=0,8 \
