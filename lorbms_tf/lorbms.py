@@ -5,6 +5,10 @@
     I_mix = Dec(Z_mix)    I_hat = Dec(Z_ref)
     I'_ref = Dec(where(mask, Z_ref, Enc(I_mix)))                         (cycle)
     L_G = w_rec (|I_ref - I_hat| + |I_ref - I'_ref|) + w_adv L_adv + w_cls L_cls
+
+`generator_losses` names which terms reach the encoder and decoder ("lorbms": all of them, as
+above; "autoencoder": d(I_ref, I_hat) alone; "autoencoder_cycle": both reconstruction terms).
+D and C are trained on the same pass whatever reaches G, so every variant is evaluated alike.
 """
 
 from __future__ import annotations
@@ -18,6 +22,17 @@ import tensorflow as tf
 from lorbms_tf import conventions, losses, mixing
 from lorbms_tf.models import (ModelConfig, build_classifier, build_decoder, build_discriminator,
                               build_encoder)
+
+
+# Which loss terms reach the generator (encoder + decoder); see generator_loss_weights.
+GENERATOR_LOSSES = ("lorbms", "autoencoder", "autoencoder_cycle")
+# "full": the cycle's gradient runs back through I_mix into the first decoder pass (the thesis);
+# "stop_mixed": I_mix is a constant to the cycle, which then trains the encoder's reading of
+# I_mix and the second decoder pass only.
+CYCLE_GRADIENTS = ("full", "stop_mixed")
+# "joint": I_mix and I_hat decoded in one call (batch-norm statistics over both halves);
+# "separate": one call each, so batch norm never normalises reference codes by mixed ones.
+DECODER_BATCHES = ("joint", "separate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +56,21 @@ class LorbmsConfig:
   # (per batch), or below a fixed `threshold` when one is given (e.g. from the neighbour table).
   threshold_quantile: float = 0.5
   threshold: float | None = None
+  generator_losses: str = "lorbms"  # GENERATOR_LOSSES
+  cycle_weight: float = 1.0  # the cycle term's share of w_rec (thesis: 1)
+  cycle_gradient: str = "full"  # CYCLE_GRADIENTS (thesis: full)
+  decoder_batches: str = "joint"  # DECODER_BATCHES
+  # Ours (0 = off, as the thesis): w_rec * this * d(I_mix, collage), the collage being quadrant
+  # i of donor image i where replaced, of I_ref where kept (mixing.quadrant_collage): a pixel
+  # target for the mixed scene that holds under the 4-object assumption.
+  collage_weight: float = 0.0
   seed: int = 0
 
   def __post_init__(self):
+    for name, allowed in (("generator_losses", GENERATOR_LOSSES),
+                          ("cycle_gradient", CYCLE_GRADIENTS), ("decoder_batches", DECODER_BATCHES)):
+      if getattr(self, name) not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
     if self.generator_steps < 1:
       raise ValueError(f"generator_steps must be >= 1, got {self.generator_steps}")
     if self.partner_k < 1:
@@ -55,11 +82,25 @@ class LorbmsConfig:
     if self.rec_distance not in losses.REC_DISTANCES:
       raise ValueError(f"rec_distance must be one of {losses.REC_DISTANCES}, "
                        f"got {self.rec_distance!r}")
-    if min(self.rec_weight, self.adv_weight, self.cls_weight) < 0:
-      raise ValueError("loss weights must be >= 0 (0 is the ablation)")
+    for name in ("rec_weight", "adv_weight", "cls_weight", "cycle_weight", "collage_weight"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name} must be >= 0 (0 is the ablation), got {getattr(self, name)}")
 
 
-_TRACKED = ("g_loss", "rec_loss", "rec_direct", "rec_cycle", "adv_loss", "cls_loss", "cls_accuracy",
+def generator_loss_weights(config: LorbmsConfig) -> dict[str, float]:
+  """The weight of each loss term in L_G (adv before its warm-up ramp). A term absent from the
+  dict is not added at all, so no gradient of it reaches the encoder or the decoder."""
+  weights = {"direct": config.rec_weight}
+  if config.generator_losses in ("lorbms", "autoencoder_cycle"):
+    weights["cycle"] = config.rec_weight * config.cycle_weight
+  if config.generator_losses == "lorbms":
+    weights.update(adv=config.adv_weight, cls=config.cls_weight,
+                   collage=config.rec_weight * config.collage_weight)
+  return {name: w for name, w in weights.items() if w > 0}
+
+
+_TRACKED = ("g_loss", "rec_loss", "rec_direct", "rec_cycle", "rec_collage", "adv_loss", "cls_loss",
+            "cls_accuracy",
             "d_loss", "d_real", "d_fake", "replaced_quadrants", "threshold", "adv_weight")
 
 
@@ -145,11 +186,16 @@ class LorbmsModel(keras.Model):
       threshold = tf.constant(self.config.threshold, tf.float32)
     mask = mixing.mix_mask(distances, threshold)
     mixed_list = mixing.mix_chunks(reference_list, donor_list, mask)
-    # One decoder call for I_mix and I_hat (instance norm and SN are per-sample / per-weight).
-    decoded = self.decoder(tf.concat([conventions.list_to_chunks(mixed_list), reference_chunks], 0),
-                           training=training)
-    mixed, reconstructed = tf.split(decoded, 2, axis=0)
-    remixed_list = conventions.chunks_to_list(self.encoder(mixed, training=training))
+    mixed_chunks = conventions.list_to_chunks(mixed_list)
+    if self.config.decoder_batches == "joint":
+      # One decoder call for I_mix and I_hat (instance norm and SN are per-sample / per-weight).
+      decoded = self.decoder(tf.concat([mixed_chunks, reference_chunks], 0), training=training)
+      mixed, reconstructed = tf.split(decoded, 2, axis=0)
+    else:
+      mixed = self.decoder(mixed_chunks, training=training)
+      reconstructed = self.decoder(reference_chunks, training=training)
+    cycle_input = mixed if self.config.cycle_gradient == "full" else tf.stop_gradient(mixed)
+    remixed_list = conventions.chunks_to_list(self.encoder(cycle_input, training=training))
     cycle_list = mixing.cycle_chunks(reference_list, remixed_list, mask)
     cycle = self.decoder(conventions.list_to_chunks(cycle_list), training=training)
     out = dict(reference=images, mixed=mixed, reconstructed=reconstructed, cycle=cycle, mask=mask,
@@ -180,13 +226,30 @@ class LorbmsModel(keras.Model):
     cls = losses.classifier_loss(
         self.classifier_logits(out["mixed"], out["donor_images"], training), out["mask"])
     dis = losses.discriminator_loss(real_logits, fake_logits)
+    collage = losses.pixel_distance(
+        mixing.quadrant_collage(images, out["donor_images"], out["mask"]), out["mixed"],
+        self.config.rec_distance)
     c = self.config
-    adv_weight = tf.constant(c.adv_weight, tf.float32)
+    weights = generator_loss_weights(c)
+    adv_weight = tf.constant(weights.get("adv", 0.0), tf.float32)
     if c.adv_warmup_steps:
       ramp = tf.cast(self.iteration + 1, tf.float32) / float(c.adv_warmup_steps)
-      adv_weight = c.adv_weight * tf.minimum(ramp, 1.0)
-    g_loss = c.rec_weight * rec["total"] + adv_weight * adv["total"] + c.cls_weight * cls["total"]
+      adv_weight = adv_weight * tf.minimum(ramp, 1.0)
+    # Summed in the thesis's order, so that the default objective stays bit-exact: w_rec (direct +
+    # cycle_weight * cycle) + w_adv adv + w_cls cls (+ the collage term). An absent term is never
+    # added: its gradient cannot reach G.
+    g_loss = tf.zeros([], tf.float32)
+    if "direct" in weights:
+      rec_terms = rec["direct"] + c.cycle_weight * rec["cycle"] if "cycle" in weights else rec["direct"]
+      g_loss = c.rec_weight * rec_terms
+    if "adv" in weights:
+      g_loss += adv_weight * adv["total"]
+    if "cls" in weights:
+      g_loss += c.cls_weight * cls["total"]
+    if "collage" in weights:
+      g_loss += weights["collage"] * collage
     values = dict(g_loss=g_loss, rec_loss=rec["total"], rec_direct=rec["direct"], rec_cycle=rec["cycle"],
+                  rec_collage=collage,
                   adv_loss=adv["total"], cls_loss=cls["total"], cls_accuracy=cls["accuracy"],
                   d_loss=dis["total"], d_real=dis["real"], d_fake=dis["fake"],
                   replaced_quadrants=tf.reduce_mean(tf.reduce_sum(out["mask"], -1)),
@@ -208,7 +271,7 @@ class LorbmsModel(keras.Model):
     g_vars = self.generator_variables
     d_vars = self.discriminator.trainable_variables
     c_vars = self.classifier.trainable_variables
-    adaptive = self.config.adaptive_adv_weight
+    adaptive = self.config.adaptive_adv_weight and "adv" in generator_loss_weights(self.config)
     for g_step in range(self.config.generator_steps):
       last = g_step == self.config.generator_steps - 1
       # One forward pass serves G, and on the last G step D and C too (persistent tape).

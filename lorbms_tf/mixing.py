@@ -98,3 +98,21 @@ def cycle_chunks(reference_list: tf.Tensor, remixed_list: tf.Tensor, mask: tf.Te
   """Rebuilds the reference code after the second encode: chunks of Enc(I_mix) where the
   reference was kept (they should have survived decoding), Z_ref's own chunks where replaced."""
   return mix_chunks(remixed_list, reference_list, mask)
+
+
+def quadrant_collage(reference: tf.Tensor, donor_images: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+  """The pixel counterpart of Z_mix: quadrant i of donor image i where mask = 1, of the
+  reference where 0. reference [B, H, W, C], donor_images [B, 4, H, W, C] -> [B, H, W, C].
+
+  Under the 4-object assumption this is what Dec(Z_mix) should show (the `collage_weight`
+  option's target); where objects cross quadrant borders it is a collage with seams.
+  """
+  donor_images = tf.cast(donor_images, reference.dtype)
+  height, width = reference.shape[1], reference.shape[2]
+  rows = tf.range(height)[:, None] // (height // conventions.GRID)
+  cols = tf.range(width)[None, :] // (width // conventions.GRID)
+  pixel_quadrant = tf.one_hot(rows * conventions.GRID + cols, conventions.NUM_QUADRANTS,
+                              dtype=reference.dtype)  # [H, W, 4]: the quadrant of each pixel
+  donor_pixels = tf.einsum("hwq,bqhwc->bhwc", pixel_quadrant, donor_images)
+  replaced_pixels = tf.einsum("hwq,bq->bhw", pixel_quadrant, tf.cast(mask, reference.dtype))
+  return tf.where(replaced_pixels[..., None] > 0.5, donor_pixels, reference)

@@ -28,16 +28,22 @@ import numpy as np
 from lorbms_tf.eval import scenes_eval
 
 RESULT_FILE = "result.json"
-# The thesis's ablation study: drop one of L_rec, L_adv, L_cls (METHOD.md).
+# The thesis's ablation study (drop one of L_rec, L_adv, L_cls; METHOD.md), the cycle, and the
+# autoencoder baselines.
 BUILTIN_VARIANTS = {
     "full": (),
     "no_rec": ("--rec_weight=0",),
     "no_adv": ("--adv_weight=0",),
     "no_cls": ("--cls_weight=0",),
+    "no_cycle": ("--cycle_weight=0",),
+    # The baselines every LORBMS row must beat: the same networks and pass, G trained on
+    # d(I_ref, I_hat) alone (D and C still trained beside it) / plus the cycle term.
+    "autoencoder": ("--generator_losses=autoencoder",),
+    "autoencoder_cycle": ("--generator_losses=autoencoder_cycle",),
 }
 METRICS = tuple(scenes_eval.HIGHER_IS_BETTER)
 PERCENT_METRICS = ("shape_probe", "colour_probe", "fidelity_shape", "fidelity_object",
-                   "mask_cls_accuracy")
+                   "fidelity_informative", "mask_cls_accuracy")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging
 
 from lorbms_tf import cli, losses, train_lib
+from lorbms_tf import lorbms
 from lorbms_tf.lorbms import LorbmsConfig
 from lorbms_tf.eval.image_metrics import SceneClassifierConfig
 from lorbms_tf.eval.scenes_eval import ScenesEvalConfig
@@ -67,6 +68,19 @@ flags.DEFINE_boolean("adaptive_adv_weight", _O.adaptive_adv_weight,
                      "gradient norm at the decoder's output layer, kept every step (thesis: off).")
 flags.DEFINE_integer("adv_warmup_steps", _O.adv_warmup_steps,
                      "Ours: ramp adv_weight linearly from 0 over N iterations (0 = off, thesis).")
+flags.DEFINE_enum("generator_losses", _O.generator_losses, list(lorbms.GENERATOR_LOSSES),
+                  "Terms that reach the encoder and decoder: lorbms (all, the thesis), "
+                  "autoencoder (d(I_ref, I_hat) only), autoencoder_cycle (+ the cycle). D and C "
+                  "are trained either way.")
+flags.DEFINE_float("cycle_weight", _O.cycle_weight, "The cycle term's share of rec_weight (thesis: 1).")
+flags.DEFINE_enum("cycle_gradient", _O.cycle_gradient, list(lorbms.CYCLE_GRADIENTS),
+                  "full: the cycle's gradient runs back through I_mix (thesis); stop_mixed: not.")
+flags.DEFINE_enum("decoder_batches", _O.decoder_batches, list(lorbms.DECODER_BATCHES),
+                  "joint: I_mix and I_hat in one decoder call (shared batch-norm statistics); "
+                  "separate: one call each.")
+flags.DEFINE_float("collage_weight", _O.collage_weight,
+                   "Ours: weight (x rec_weight) of d(I_mix, quadrant collage of donors and "
+                   "reference); 0 = off (thesis).")
 flags.DEFINE_integer("generator_steps", _O.generator_steps, "G updates per iteration (thesis: 2).")
 flags.DEFINE_integer("partner_k", _O.partner_k, "Neighbour rank r is drawn from 0..k-1.")
 flags.DEFINE_float("threshold_quantile", _O.threshold_quantile, "Constraint 3 threshold quantile.")
@@ -121,6 +135,10 @@ def config_from_flags() -> train_lib.TrainConfig:
                            cls_weight=FLAGS.cls_weight, adv_warmup_steps=FLAGS.adv_warmup_steps,
                            adaptive_adv_weight=FLAGS.adaptive_adv_weight,
                            generator_steps=FLAGS.generator_steps,
+                           generator_losses=FLAGS.generator_losses,
+                           cycle_weight=FLAGS.cycle_weight, cycle_gradient=FLAGS.cycle_gradient,
+                           decoder_batches=FLAGS.decoder_batches,
+                           collage_weight=FLAGS.collage_weight,
                            partner_k=FLAGS.partner_k, threshold_quantile=FLAGS.threshold_quantile,
                            seed=FLAGS.seed)
   return train_lib.TrainConfig(
