@@ -7,7 +7,7 @@ WORKDIR ?= runs/demo
 DATA_DIR ?= $(CURDIR)/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-test demo test bench bench-learning ablation long transfer fid-inception pipeline clean
+.PHONY: install install-test demo test bench bench-learning ablation ablation-thesis long transfer fid-inception pipeline figures clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(VENV)/.installed: setup.py
 install: $(VENV)/.installed
 install-test: install
 
-# The pipeline on lorbms_scenes (README "Pipeline components"): examples -> trainer
+# The pipeline on lorbms_scenes (docs/pipeline.md): examples -> trainer
 # (configs/scenes.flags) -> evaluator (configs/eval_scenes.flags) -> pusher, artifacts under
 # WORKDIR (the trained run in WORKDIR/model, the report in WORKDIR/evaluation/report.md), the
 # SavedModel in saved_models/lorbms/<version>. Re-running skips finished steps; a killed
@@ -38,15 +38,21 @@ bench: install
 	$(PY) bench/determinism.py --data_dir=$(DATA_DIR)
 	$(PY) bench/partners.py --data_dir=$(DATA_DIR)
 
-# The learning targets (README "What makes it learn"): the demo for 3 seeds (~35 min).
+# The learning targets (docs/training.md): the demo for 3 seeds (~35 min).
 bench-learning: install
 	$(PY) bench/learning.py --flagfile=configs/scenes.flags --seeds=3 --data_dir=$(DATA_DIR) \
 	    --study_dir=bench/results/learning
 
-# The diagnosis and ablation study: 6 variants x 2 seeds of 500 iterations (~65 min).
+# The objective study (docs/experiments/2026-12-03-autoencoder-baseline.md): the demo's schedule,
+# 7 variants (the autoencoder baseline among them) x 3 seeds (~2.5 h on 2 cores).
 ablation: install
 	$(PY) -m lorbms_tf.ablate --flagfile=configs/ablation.flags --data_dir=$(DATA_DIR) \
 	    --study_dir=runs/ablation
+
+# The thesis's loss ablation and settings at half the demo's length: 7 variants x 2 seeds (~65 min).
+ablation-thesis: install
+	$(PY) -m lorbms_tf.ablate --flagfile=configs/ablation_thesis.flags --data_dir=$(DATA_DIR) \
+	    --study_dir=runs/ablation_thesis
 
 # The long run (at most 1 hour of training), then its evaluation.
 long: install
@@ -69,6 +75,12 @@ pipeline: install
 FID_INCEPTION ?= saved_models/fid_inception
 fid-inception: install
 	$(PY) -m lorbms_tf.eval.fid_inception --output=$(FID_INCEPTION)
+
+# The README's figures (docs/figures/: the chunk swap and object transfer) from a trained run,
+# without training (~1 min): make figures RUN=runs/demo/model
+RUN ?= $(WORKDIR)/model
+figures: install
+	$(PY) docs/figures/make_figures.py --run=$(RUN) --out=docs/figures --data_dir=$(DATA_DIR)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

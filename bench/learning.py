@@ -27,34 +27,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from lorbms_tf import study  # noqa: E402  (after the path fix, for `python bench/learning.py`)
+from lorbms_tf.targets import check, demo_targets, long_targets  # noqa: E402
 
-RANDOM_ROW = "random encoder"
-
-
-def demo_targets(metrics: dict, random_shape: float) -> dict[str, tuple[float, float, bool]]:
-  """name -> (value, threshold, higher is better) for the demo's targets."""
-  return {
-      "rec_l1": (metrics["rec_l1"], 0.10, False),
-      "colour_probe": (metrics["colour_probe"], 0.95, True),
-      "shape_probe_vs_random": (metrics["shape_probe"] - random_shape, 0.10, True),
-      "fidelity_object": (metrics["fidelity_object"], 0.50, True),
-      "mask_cls_accuracy": (metrics["mask_cls_accuracy"], 0.75, True),
-  }
-
-
-def long_targets(metrics: dict, random_shape: float) -> dict[str, tuple[float, float, bool]]:
-  del random_shape
-  return {"shape_probe": (metrics["shape_probe"], 0.70, True),
-          "fidelity_object": (metrics["fidelity_object"], 0.80, True)}
-
-
-def check(targets: dict[str, tuple[float, float, bool]]) -> dict[str, dict]:
-  out = {}
-  for name, (value, threshold, higher) in targets.items():
-    margin = value - threshold if higher else threshold - value
-    out[name] = {"value": value, "target": threshold, "higher_is_better": higher,
-                 "margin": margin, "met": margin >= 0}
-  return out
+RANDOM_ROW = study.RANDOM_ENCODER_ROW
 
 
 def main() -> int:

@@ -18,6 +18,8 @@ import shutil
 import time
 from typing import Any, Callable, Mapping
 
+from lorbms_tf import atomic
+
 RECORD = "record.json"
 
 
@@ -94,17 +96,27 @@ def write_artifact(output_dir: str, producer: str, settings: Any,
   killed run of the *same* step (same fingerprint) is kept for ``body`` to resume (training
   resumes from its checkpoints), never deleted. Returns the record written.
   """
+  from lorbms_tf import locks  # pylint: disable=import-outside-toplevel
+  # One writer per artifact folder: the folder holding it is locked (re-entrant: the
+  # pipeline runner holds its root's lock already; a second runner or CLI stops at once).
+  with locks.DirectoryLock(os.path.dirname(os.path.abspath(output_dir.rstrip("/")))):
+    return _write_artifact(output_dir, producer, settings, inputs, body, resumable)
+
+
+def _write_artifact(output_dir, producer, settings, inputs, body, resumable):
   start = time.perf_counter()
   input_fps = {name: input_fingerprint(path) for name, path in inputs.items()}
   step_fingerprint = fingerprint(settings, input_fps)
   tmp = output_dir.rstrip("/") + ".tmp"
   marker = os.path.join(tmp, ".fingerprint")
-  same_step = os.path.exists(marker) and open(marker).read() == step_fingerprint
+  same_step = False
+  if os.path.exists(marker):
+    with open(marker) as f:
+      same_step = f.read() == step_fingerprint
   if os.path.exists(tmp) and not (resumable and same_step):
     shutil.rmtree(tmp)
   os.makedirs(tmp, exist_ok=True)
-  with open(marker, "w") as f:
-    f.write(step_fingerprint)
+  atomic.write_text(marker, step_fingerprint)
   # Paths the body reports inside OUTPUT.tmp are recorded as they will be after the rename.
   fields = _relocated(dict(body(tmp)), tmp, output_dir.rstrip("/"))
   record = {"producer": producer, "settings": _jsonable(settings),
@@ -113,14 +125,15 @@ def write_artifact(output_dir: str, producer: str, settings: Any,
             "fingerprint": step_fingerprint,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - start,
             "versions": library_versions(), **fields}
-  with open(os.path.join(tmp, RECORD), "w") as f:
-    json.dump(record, f, indent=1, default=str)
+  atomic.write_json(os.path.join(tmp, RECORD), record, indent=1, default=str)
+  atomic.fsync_tree(tmp)  # the artifact's files are on disk before it is renamed into place
   old = output_dir.rstrip("/") + ".old"
   if os.path.exists(output_dir):
     if os.path.exists(old):
       shutil.rmtree(old)
     os.rename(output_dir, old)
   os.rename(tmp, output_dir)
+  atomic.fsync_dir(os.path.dirname(os.path.abspath(output_dir.rstrip("/"))))
   if os.path.exists(old):
     shutil.rmtree(old)
   return record
@@ -161,7 +174,8 @@ def run_child(what: str, module: str, args: list[str]) -> list[str]:
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
   command = [sys.executable, "-m", module, *args]
-  result = subprocess.run(command, capture_output=True, text=True)
+  from lorbms_tf import procs  # pylint: disable=import-outside-toplevel
+  result = subprocess.run(command, capture_output=True, text=True, **procs.child_kwargs())
   if result.returncode != 0:
     raise child_failed(what, result.returncode, result.stderr)
   return command

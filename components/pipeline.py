@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from typing import Any, Callable
 
 from components import base
@@ -60,7 +61,24 @@ def _pusher_step(model: str, evaluation: str, config: PipelineConfig):
 
 
 def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Runs (or skips) every step in order; returns {step: record}."""
+  """Runs (or skips) every step in order; returns {step: record}.
+
+  The pipeline root is locked meanwhile: a second pipeline on it stops at once with one line
+  naming this one (lorbms_tf/locks.py). The trainer's child locks its own work dir inside.
+  """
+  from lorbms_tf import locks  # pylint: disable=import-outside-toplevel
+  with locks.DirectoryLock(config.pipeline_root):
+    return _run_pipeline(config, log)
+
+
+def blessed_but_not_pushed(records: dict[str, Any]) -> bool:
+  """Whether the evaluator blessed the model and the pusher did not publish it."""
+  blessing = (records.get("evaluation") or {}).get("blessing") or {}
+  push = (records.get("pusher") or {}).get("push") or {}
+  return bool(blessing.get("blessed")) and not push.get("pushed")
+
+
+def _run_pipeline(config: PipelineConfig, log: Callable[[str], None]) -> dict[str, Any]:
   root = config.pipeline_root
   path = {name: os.path.join(root, name)
           for name in ("examples", "neighbours", "model", "evaluation", "pusher")}
@@ -126,6 +144,9 @@ def main() -> None:
     push = records["pusher"]["push"]
     print(f"pipeline done: {push['reason']}; report: "
           f"{os.path.join(config.pipeline_root, 'evaluation', 'report.md')}")
+    if blessed_but_not_pushed(records):  # an orchestrator must see that nothing was served
+      print("pipeline: error: the model is blessed but was not pushed", file=sys.stderr)
+      raise SystemExit(1)
 
   cli.run(run)
 

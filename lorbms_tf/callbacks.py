@@ -150,7 +150,10 @@ def read_eval_history(workdir: str) -> list[dict]:
   with tf.io.gfile.GFile(path) as f:
     for line in f:
       if line.strip():
-        row = json.loads(line)
+        try:
+          row = json.loads(line)
+        except ValueError:  # a line torn by a kill mid-append: that evaluation is redone
+          continue
         rows[row["step"]] = row
   return [rows[step] for step in sorted(rows)]
 
@@ -180,8 +183,16 @@ class EvalCallback(keras.callbacks.Callback):
         tf.summary.scalar(f"eval/{name}", value)
       tf.summary.scalar("perf/eval_seconds", seconds)
     self.writer.flush()
+    # A row torn by a kill mid-append is left alone (read_eval_history skips it): this row
+    # starts on a line of its own.
+    torn = False
+    if tf.io.gfile.exists(self.path):
+      with tf.io.gfile.GFile(self.path) as f:
+        text = f.read()
+      torn = bool(text) and not text.endswith("\n")
     with tf.io.gfile.GFile(self.path, "a") as f:
-      f.write(json.dumps({"step": step, **row, "seconds": round(seconds, 2)}) + "\n")
+      f.write(("\n" if torn else "") + json.dumps({"step": step, **row,
+                                                   "seconds": round(seconds, 2)}) + "\n")
     self.last_step = step
 
   def on_train_batch_end(self, batch, logs=None):

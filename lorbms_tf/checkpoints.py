@@ -47,12 +47,9 @@ def training_checkpoint(model, optimizers: dict[str, Any] | None = None) -> tf.t
 
 
 def write_config(workdir: str, config: dict[str, Any]) -> None:
+  from lorbms_tf import atomic  # pylint: disable=import-outside-toplevel
   tf.io.gfile.makedirs(workdir)
-  path = os.path.join(workdir, CONFIG_FILE)
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    json.dump(config, f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  atomic.write_json(os.path.join(workdir, CONFIG_FILE), config, indent=2, sort_keys=True)
 
 
 def read_config(workdir: str) -> dict[str, Any]:

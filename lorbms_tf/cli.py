@@ -14,8 +14,10 @@ from typing import Callable
 
 from absl import app, logging
 
+from lorbms_tf.locks import DirectoryInUse
+
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
-               FileExistsError)
+               FileExistsError, DirectoryInUse)
 EXIT_USER_ERROR = 2
 
 

@@ -18,10 +18,13 @@ signature                   inputs                                           out
 ==========================  ===============================================  ==================
 
 Images are float32 in [-1, 1]; each signature also exists as ``<name>_uint8`` taking uint8
-[0, 255] (a signature has one dtype per input). Any size: the central square is cut and
-area-resized to 64 inside the graph, as in evaluation. Output images are float32 in [-1, 1].
-Inputs are checked in the graph: a wrong rank or channel count, or a mask that is not 4 values
-of 0/1, is an ``InvalidArgumentError`` that names the input.
+[0, 255] (a signature has one dtype per input). Any size from ``MIN_IMAGE_SIDE`` (16) to
+``MAX_IMAGE_SIDE`` (4096) pixels a side: the central square is cut and area-resized to 64
+inside the graph, as in evaluation. Output images are float32 in [-1, 1].
+Inputs are checked in the graph: a wrong rank or channel count, a batch above ``MAX_BATCH``
+(256), images outside the size limits, float values that are NaN/Inf or outside [-1, 1], a
+mask that is not 4 values of 0/1, or a mask (or donors) whose batch differs from the
+reference's, is an ``InvalidArgumentError`` that names the input.
 
 TF Serving warm-up: ``assets.extra/tf_serving_warmup_requests`` holds one PredictionLog per
 signature (tensorflow-serving-api protos), so the server traces every signature at load.
@@ -47,6 +50,12 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 EXPORT_RECORD = "export.json"  # beside the versions: what each version was exported from
 _SIZE = conventions.IMAGE_SIZE
 _N = conventions.NUM_QUADRANTS
+# Serving limits, checked in the graph (a request beyond them is an InvalidArgumentError that
+# names the input): images per request, and the image sides.
+MAX_BATCH = 256
+MIN_IMAGE_SIDE = 16
+MAX_IMAGE_SIDE = 4096
+FLOAT_RANGE_SLACK = 0.01  # float images must lie in [-1 - slack, 1 + slack]
 
 
 def _square(images: tf.Tensor) -> tf.Tensor:
@@ -59,24 +68,53 @@ def _square(images: tf.Tensor) -> tf.Tensor:
 
 
 def _checked_images(images: tf.Tensor, name: str, rank: int = 4) -> tf.Tensor:
-  """Validates rank and channels (InvalidArgumentError naming ``name``), -> float in [-1, 1]."""
-  checks = [tf.debugging.assert_rank(images, rank, message=f"input '{name}' must have rank {rank} "
-                                     f"({'[B, 4, H, W, 3]' if rank == 5 else '[B, H, W, 3]'})"),
-            tf.debugging.assert_equal(tf.shape(images)[-1], 3,
-                                      message=f"input '{name}' must have 3 channels (RGB)")]
+  """Validates rank, channels, batch and image size, and (float inputs) finite values in
+  [-1, 1] (InvalidArgumentError naming ``name``), -> float in [-1, 1]."""
+  rank_check = tf.debugging.assert_rank(
+      images, rank, message=f"input '{name}' must have rank {rank} "
+      f"({'[B, 4, H, W, 3]' if rank == 5 else '[B, H, W, 3]'})")
+  shape = tf.shape(images)
+  height, width = shape[-3], shape[-2]
+  checks = [
+      rank_check,
+      tf.debugging.assert_less_equal(shape[0], MAX_BATCH, message=(
+          f"input '{name}' has a batch above the limit of {MAX_BATCH} per request")),
+      tf.debugging.assert_greater_equal(tf.minimum(height, width), MIN_IMAGE_SIDE, message=(
+          f"input '{name}' must be at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels")),
+      tf.debugging.assert_less_equal(tf.maximum(height, width), MAX_IMAGE_SIDE, message=(
+          f"input '{name}' must be at most {MAX_IMAGE_SIDE} pixels on a side")),
+  ]
+  if images.dtype != tf.uint8:
+    values = tf.cast(images, tf.float32)
+    checks += [
+        tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(values)), True, message=(
+            f"input '{name}' must be finite (it holds NaN or Inf)")),
+        tf.debugging.assert_less_equal(tf.reduce_max(tf.abs(values)),
+                                       1.0 + FLOAT_RANGE_SLACK, message=(
+            f"input '{name}' must be float32 within -1..1 (the *_uint8 signatures take 0..255)")),
+    ]
+  checks += [tf.debugging.assert_equal(tf.shape(images)[-1], 3,
+                                       message=f"input '{name}' must have 3 channels (RGB)")]
   if rank == 5:
     checks.append(tf.debugging.assert_equal(tf.shape(images)[1], _N, message=(
         f"input '{name}' must hold {_N} donors, one per quadrant "
         f"{','.join(conventions.QUADRANT_NAMES)}")))
   with tf.control_dependencies(checks):
+    # tf.identity: a float32 cast is the input tensor itself, which would carry no dependency
+    # on the checks (the encoder could then fail first, with an error that names no input).
     if images.dtype == tf.uint8:
-      return tf.cast(images, tf.float32) * (2.0 / 255.0) - 1.0
-    return tf.cast(images, tf.float32)
+      return tf.identity(tf.cast(images, tf.float32) * (2.0 / 255.0) - 1.0)
+    return tf.identity(tf.cast(images, tf.float32))
 
 
-def _checked_mask(mask: tf.Tensor) -> tf.Tensor:
+def _checked_mask(mask: tf.Tensor, batch: tf.Tensor | None = None) -> tf.Tensor:
+  """Validates the mask; ``batch``: the reference's batch size, which the mask's must equal
+  (a [1, 4] mask is not broadcast over a batch of references)."""
   mask = tf.cast(mask, tf.float32)
-  checks = [tf.debugging.assert_rank(mask, 2, message="input 'mask' must be [B, 4]"),
+  checks = [] if batch is None else [tf.debugging.assert_equal(
+      tf.shape(mask)[0], batch,
+      message="input 'mask' must have one row per 'reference' (the same batch size)")]
+  checks += [tf.debugging.assert_rank(mask, 2, message="input 'mask' must be [B, 4]"),
             tf.debugging.assert_equal(tf.shape(mask)[-1], _N, message=(
                 f"input 'mask' must have {_N} values (quadrants "
                 f"{','.join(conventions.QUADRANT_NAMES)}), 1 = take the donor's chunk")),
@@ -109,9 +147,12 @@ class ServingModule(tf.Module):
   def mix(self, reference, donors, mask):
     reference = _checked_images(reference, "reference")
     donors = _checked_images(donors, "donors", rank=5)
-    mask = _checked_mask(mask)
-    tf.debugging.assert_equal(tf.shape(donors)[0], tf.shape(reference)[0],
-                              message="inputs 'reference' and 'donors' need the same batch size")
+    mask = _checked_mask(mask, tf.shape(reference)[0])
+    same_batch = tf.debugging.assert_equal(
+        tf.shape(donors)[0], tf.shape(reference)[0],
+        message="inputs 'reference' and 'donors' need the same batch size")
+    with tf.control_dependencies([same_batch]):
+      donors = tf.identity(donors)
     shape = tf.shape(donors)
     donor_chunks = self._encode(tf.reshape(donors, tf.concat([[-1], shape[2:]], 0)))
     donor_chunks = tf.reshape(donor_chunks, tf.concat([[-1, _N], tf.shape(donor_chunks)[1:]], 0))
@@ -141,18 +182,19 @@ class ServingModule(tf.Module):
 
 def next_version(base_dir: str) -> int:
   """1 + the highest integer version under ``base_dir`` (1 when there is none)."""
-  if not tf.io.gfile.isdir(base_dir):
-    return 1
-  versions = [int(name.rstrip("/")) for name in tf.io.gfile.listdir(base_dir)
-              if re.fullmatch(r"\d+/?", name)]
-  return max(versions, default=0) + 1
+  return max(list_versions(base_dir), default=0) + 1
 
 
 def list_versions(base_dir: str) -> list[int]:
-  if not tf.io.gfile.isdir(base_dir):
-    return []
-  return sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(base_dir)
-                if re.fullmatch(r"\d+/?", name))
+  if "://" in base_dir:  # remote: through tf.io.gfile
+    if not tf.io.gfile.isdir(base_dir):
+      return []
+    names = tf.io.gfile.listdir(base_dir)
+  else:  # local: plain os (publish runs without TensorFlow calls)
+    if not os.path.isdir(base_dir):
+      return []
+    names = os.listdir(base_dir)
+  return sorted(int(name.rstrip("/")) for name in names if re.fullmatch(r"\d+/?", name))
 
 
 def warmup_inputs(batch: int = 1, size: int = _SIZE, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
@@ -247,23 +289,57 @@ def _float32_networks(checkpoint: str):
     keras.mixed_precision.set_global_policy(policy)
 
 
+PUBLISH_LOCK_WAIT = 600.0  # seconds a pusher waits for another one's version claim
+
+
 def publish(export_dir: str, base_dir: str, version: int | None = None) -> str:
   """Copies a (validated) export to ``base_dir/<version>`` (next free integer by default).
 
-  Copied to ``base_dir/.tmp-<version>`` and renamed: TF Serving, which watches ``base_dir``,
-  loads a version only when it is complete, and keeps serving the previous one until then.
+  A version appears whole or not at all, whatever the number of concurrent pushers: the copy
+  goes to a uniquely named hidden folder in ``base_dir`` (``tempfile.mkdtemp``), every file
+  is synced, and it is renamed to the version with a rename that never replaces
+  (``atomic.rename_no_replace``): a version number taken meanwhile by another pusher makes
+  this one take the next (with ``version`` given: ``FileExistsError``). TF Serving, which
+  watches ``base_dir``, ignores the hidden folder and keeps serving the previous version until
+  the new one is complete. Pushers on one host also serialize on a lock beside ``base_dir``
+  (``.NAME.lock`` in its parent: ``base_dir`` itself holds versions only). Remote (``gs://``)
+  destinations are refused: the rename that makes a local version atomic does not exist there.
   """
-  version = next_version(base_dir) if version is None else int(version)
-  final = os.path.join(base_dir, str(version))
-  if tf.io.gfile.exists(final):
-    raise FileExistsError(f"version {version} already exists in {base_dir!r}; versions are "
-                          "immutable (leave the version out for the next free one)")
-  tmp = os.path.join(base_dir, f".tmp-{version}")
-  if os.path.exists(tmp):
-    shutil.rmtree(tmp)
+  import tempfile  # pylint: disable=import-outside-toplevel
+  from lorbms_tf import atomic, locks  # pylint: disable=import-outside-toplevel
+  if atomic.is_remote(base_dir):
+    raise ValueError(f"push destination {base_dir!r} is remote: publishing needs an atomic "
+                     "local rename; push to a local (or mounted) folder and sync it from there")
+  base_dir = os.path.abspath(base_dir)
+  name = os.path.basename(base_dir.rstrip("/"))
   os.makedirs(base_dir, exist_ok=True)
-  shutil.copytree(export_dir, tmp)
-  os.rename(tmp, final)
+  lock = locks.DirectoryLock(base_dir, wait=PUBLISH_LOCK_WAIT,
+                             lock_file=os.path.join(os.path.dirname(base_dir), f".{name}.lock"))
+  with lock:
+    wanted = None if version is None else int(version)
+    if wanted is not None and os.path.lexists(os.path.join(base_dir, str(wanted))):
+      raise FileExistsError(f"version {wanted} already exists in {base_dir!r}; versions are "
+                            "immutable (leave the version out for the next free one)")
+    staging = tempfile.mkdtemp(prefix=".publish-", dir=base_dir)
+    try:
+      tmp = os.path.join(staging, "version")
+      shutil.copytree(export_dir, tmp)
+      atomic.fsync_tree(tmp)
+      while True:
+        candidate = wanted if wanted is not None else next_version(base_dir)
+        final = os.path.join(base_dir, str(candidate))
+        try:
+          atomic.rename_no_replace(tmp, final)
+          break
+        except FileExistsError:
+          if wanted is not None:
+            raise FileExistsError(f"version {wanted} already exists in {base_dir!r}; versions "
+                                  "are immutable (leave the version out for the next free "
+                                  "one)") from None
+          # taken by a pusher on another host meanwhile: the next one
+    finally:
+      shutil.rmtree(staging, ignore_errors=True)
+    atomic.fsync_dir(base_dir)
   return final
 
 
@@ -299,6 +375,10 @@ def compare_with_keras(export_dir: str, checkpoint: str, batch: int = 2) -> dict
                               "mask": np.array([[0, 2, 0, 1]], np.float32)}),
       "mask_length": ("mix", {**warmup_inputs(1)["mix"], "mask": np.zeros([1, 3], np.float32)}),
       "channels": ("encode", {"images": np.zeros([1, 64, 64, 4], np.float32)}),
+      "mask_batch": ("mix", {**warmup_inputs(2)["mix"], "mask": np.zeros([1, 4], np.float32)}),
+      "non_finite": ("encode", {"images": np.full([1, 64, 64, 3], np.nan, np.float32)}),
+      "out_of_range": ("encode", {"images": np.full([1, 64, 64, 3], 1e6, np.float32)}),
+      "image_too_small": ("encode", {"images": np.zeros([1, 3, 3, 3], np.float32)}),
   }
   for label, (name, feed) in bad_inputs.items():
     try:
@@ -325,16 +405,27 @@ def validate_export(export_dir: str, checkpoint: str, tolerance: float = 1e-4,
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
   cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
+  from lorbms_tf import procs  # pylint: disable=import-outside-toplevel
+
   def start(command):
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    try:
+      return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env, **procs.child_kwargs())
+    except OSError as e:  # no saved_model_cli, no memory to fork: not a verdict on the model
+      raise ValidationNotRun(f"validating {export_dir!r}: cannot start {command[:3]}: {e}") from e
 
   def finish(process):
     try:
       out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
       process.kill()
-      out, err = process.communicate()
+      process.communicate()
+      raise ValidationNotRun(f"validating {export_dir!r}: {process.args[:3]} did not finish "
+                             f"within {timeout} s (a busy machine?); not a verdict on the "
+                             "model: run the push again") from None
+    if process.returncode < 0:  # killed by a signal (OOM killer, a shutdown): not the model
+      raise ValidationNotRun(f"validating {export_dir!r}: {process.args[:3]} was killed by "
+                             f"signal {-process.returncode}; run the push again")
     return process.returncode, out, err
 
   # The three checks are independent processes that each spend seconds importing TensorFlow:
@@ -344,13 +435,23 @@ def validate_export(export_dir: str, checkpoint: str, tolerance: float = 1e-4,
     for key, value in warmup_inputs(1)[DEFAULT_SIGNATURE].items():
       np.save(os.path.join(scratch, f"{key}.npy"), value)
       inputs.append(f"{key}={os.path.join(scratch, key + '.npy')}")
-    children = [
-        start([sys.executable, "-m", "lorbms_tf.export", "compare", export_dir, checkpoint]),
-        start([cli, "show", "--dir", export_dir, "--all"]),
-        start([cli, "run", "--dir", export_dir, "--tag_set", "serve",
-               "--signature_def", DEFAULT_SIGNATURE, "--inputs", ";".join(inputs)])]
-    (compare_rc, compare_out, compare_err), (show_rc, show_out, _), (run_rc, run_out, run_err) = (
-        finish(child) for child in children)
+    commands = [
+        [sys.executable, "-m", "lorbms_tf.export", "compare", export_dir, checkpoint],
+        [cli, "show", "--dir", export_dir, "--all"],
+        [cli, "run", "--dir", export_dir, "--tag_set", "serve",
+         "--signature_def", DEFAULT_SIGNATURE, "--inputs", ";".join(inputs)]]
+    children = []
+    try:
+      for command in commands:
+        children.append(start(command))
+      (compare_rc, compare_out, compare_err), (show_rc, show_out, _), (run_rc, run_out,
+                                                                       run_err) = [
+          finish(child) for child in children]
+    finally:  # a check that failed to start or timed out: the others are not left running
+      for child in children:
+        if child.poll() is None:
+          child.kill()
+          child.communicate()
   if compare_rc != 0:
     raise ExportValidationError(f"loading {export_dir!r} in a fresh process failed: "
                                 f"{compare_err.strip().splitlines()[-1:]}")
@@ -375,6 +476,12 @@ def validate_export(export_dir: str, checkpoint: str, tolerance: float = 1e-4,
 
 class ExportValidationError(RuntimeError):
   """The export does not match the Keras model or does not load: it must not be served."""
+
+
+class ValidationNotRun(RuntimeError):
+  """The validation could not reach a verdict for a reason outside the model (a check timed
+  out, was killed, or could not start): the push must fail and be retried, not be recorded
+  as "not pushed"."""
 
 
 def main(argv: list[str]) -> None:

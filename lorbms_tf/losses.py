@@ -24,7 +24,7 @@ def _bce(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 # Per-pixel distances of L_rec: "l1" = the thesis's mean absolute error; "l2" = mean squared
 # error (ours). L2's gradient grows with the error, so it pulls hardest where a saturated object
 # and the muted background disagree (the silhouette) and barely at the texture no 2x2 code can
-# carry; L1 pulls every pixel equally (see README, what makes it learn).
+# carry; L1 pulls every pixel equally (docs/experiments/2026-11-27-reconstruction-distance.md).
 REC_DISTANCES = ("l1", "l2")
 
 

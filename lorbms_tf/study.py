@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from lorbms_tf import atomic, locks, procs, targets
 from lorbms_tf.eval import scenes_eval
 
 RESULT_FILE = "result.json"
@@ -40,7 +41,14 @@ BUILTIN_VARIANTS = {
     # d(I_ref, I_hat) alone (D and C still trained beside it) / plus the cycle term.
     "autoencoder": ("--generator_losses=autoencoder",),
     "autoencoder_cycle": ("--generator_losses=autoencoder_cycle",),
+    # The objective that beats the autoencoder at the demo's budget (docs/experiments/
+    # 2026-12-03-autoencoder-baseline.md): no cycle term, twice the thesis's adversarial weight.
+    "no_cycle_adv2": ("--cycle_weight=0", "--adv_weight=0.104"),
 }
+# The baseline every variant is checked against, seed by seed (lorbms_tf.targets), and the
+# baseline row whose shape probe the demo's targets are relative to.
+BASELINE_VARIANT = "autoencoder"
+RANDOM_ENCODER_ROW = "random encoder"
 METRICS = tuple(scenes_eval.HIGHER_IS_BETTER)
 PERCENT_METRICS = ("shape_probe", "colour_probe", "fidelity_shape", "fidelity_object",
                    "fidelity_informative", "mask_cls_accuracy")
@@ -111,10 +119,8 @@ def read_result(workdir: str) -> dict[str, Any] | None:
 
 
 def _write_json(path: str, value: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)  # atomic: a killed study never leaves half a result
+  # atomic (unique temporary file, fsync, rename): a killed study never leaves half a result
+  atomic.write_json(path, value, indent=2, sort_keys=True)
 
 
 def finish_run(workdir: str, command: Sequence[str]) -> dict[str, Any]:
@@ -145,9 +151,16 @@ def run_study(config: StudyConfig, log=print) -> list[dict[str, Any]]:
   """Trains every (variant, seed) that has no result yet, one at a time; returns all results.
 
   Seed-major: every variant's first seed runs before any second seed, so a study stopped
-  early already compares all variants (and resuming completes the rest).
+  early already compares all variants (and resuming completes the rest). The study dir is
+  locked meanwhile (one runner per study; each run's training locks its own work dir). A run
+  killed after its last checkpoint but before its summary is completed by its rerun (the
+  training evaluates the final step if needed and writes the summary, lorbms_tf/train_lib.py).
   """
-  os.makedirs(config.study_dir, exist_ok=True)
+  with locks.DirectoryLock(config.study_dir):
+    return _run_study(config, log)
+
+
+def _run_study(config: StudyConfig, log) -> list[dict[str, Any]]:
   results = []
   for seed in config.seeds:
     for variant in config.variants:
@@ -159,7 +172,8 @@ def run_study(config: StudyConfig, log=print) -> list[dict[str, Any]]:
         start = time.perf_counter()
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "train.log"), "a") as out:
-          code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT)
+          code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT,
+                                 **procs.child_kwargs())
         if code != 0:
           raise RuntimeError(f"run {variant.name} seed {seed} failed (exit {code}); see "
                              f"{os.path.join(workdir, 'train.log')}")
@@ -172,8 +186,12 @@ def run_study(config: StudyConfig, log=print) -> list[dict[str, Any]]:
   return results
 
 
-def aggregate(values: Iterable[float]) -> dict[str, Any]:
-  values = [float(v) for v in values]
+def aggregate(values: Iterable[float | None]) -> dict[str, Any]:
+  """Mean, SD, n of the values; None (not measured, e.g. the speed of a run completed after
+  an interruption) is left out."""
+  values = [float(v) for v in values if v is not None]
+  if not values:
+    return {"mean": float("nan"), "sd": float("nan"), "n": 0, "values": []}
   return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1
           else 0.0, "n": len(values), "values": values}
 
@@ -197,9 +215,16 @@ def summarize(config: StudyConfig, results: Sequence[Mapping[str, Any]],
                     for name, rows in (baselines or {}).items()}
   out = {"train_args": list(config.train_args), "seeds": list(config.seeds),
          "variants": table, "baselines": baseline_table}
-  _write_json(os.path.join(config.study_dir, "study.json"), out)
-  with open(os.path.join(config.study_dir, "study.md"), "w") as f:
-    f.write(markdown(out))
+  if BASELINE_VARIANT in table:  # every variant against the autoencoder of the same seed
+    random_rows = (baselines or {}).get(RANDOM_ENCODER_ROW, [])
+    random_shapes = ({seed: row["shape_probe"] for seed, row in zip(config.seeds, random_rows)}
+                     if len(random_rows) == len(config.seeds) else None)
+    out["versus_baseline"] = {
+        "baseline": BASELINE_VARIANT,
+        "variants": targets.versus_baseline(list(results), BASELINE_VARIANT, random_shapes)}
+  with locks.DirectoryLock(config.study_dir):
+    _write_json(os.path.join(config.study_dir, "study.json"), out)
+    atomic.write_text(os.path.join(config.study_dir, "study.md"), markdown(out))
   return out
 
 
@@ -230,4 +255,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
   for name, entry in summary["variants"].items():
     if entry["flags"]:
       text.append(f"- `{name}`: `{' '.join(entry['flags'])}`")
+  versus = summary.get("versus_baseline")
+  if versus and versus["variants"]:
+    text += ["", targets.versus_baseline_markdown(versus["variants"], versus["baseline"])]
   return "\n".join(text) + "\n"

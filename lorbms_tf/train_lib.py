@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -283,9 +282,9 @@ def _scenes_evaluator(config: TrainConfig):
 def serialize_ops() -> bool:
   """Runs TF ops one at a time (an inter-op pool of one thread); False if TF had already started.
 
-  Measured (README, "--deterministic"): 100 demo training steps on one fixed batch ended in
-  different weights in different processes when ops may run concurrently, and in the same
-  weights in every process with this, while each process repeats its own step bit-exactly
+  Measured (docs/experiments/2026-11-27-determinism.md): 100 demo training steps on one fixed
+  batch ended in different weights in different processes when ops may run concurrently, and in
+  the same weights in every process with this, while each process repeats its own step bit-exactly
   either way. The likely mechanism: oneDNN fixes a kernel's threading (so its summation
   order) when it first builds it, from the threads free at that moment, and caches it.
   """
@@ -298,17 +297,38 @@ def serialize_ops() -> bool:
   return True
 
 
+SUMMARY_FILE = "train_summary.json"
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
-  """Trains (resuming from the work dir's latest checkpoint) and returns a summary dict."""
+  """Trains (resuming from the work dir's latest checkpoint) and returns a summary dict.
+
+  The work dir is locked for the run (lorbms_tf/locks.py): a second training on it stops at
+  once with one line naming this one. A run that had reached its last step but was killed
+  before its summary (during the final light evaluation) completes here: it evaluates the
+  final step if that is missing and writes ``train_summary.json``.
+  """
+  from lorbms_tf import locks  # pylint: disable=import-outside-toplevel
+  if config.strategy == "multi_worker":  # the chief locks the shared work dir, in _train
+    return _train(config)
+  with locks.DirectoryLock(config.workdir):
+    return _train(config)
+
+
+def _train(config: TrainConfig) -> dict[str, Any]:
   if config.deterministic:
     # Same flags and seed -> the same losses: ops pick deterministic kernels and run one at a
-    # time (measured cost in the README), and tf.data keeps its order (it does by default).
+    # time (no measured cost: docs/experiments/2026-11-27-determinism.md), and tf.data keeps its
+    # order (it does by default).
     # (Not under a distribution strategy: its replicas' collectives run side by side.)
     if config.strategy == "default" and not serialize_ops():
       logging.warning("--deterministic: TensorFlow was already running, so its ops may run "
                       "concurrently; runs are bit-identical within this process only")
     tf.config.experimental.enable_op_determinism()
   strategy = make_strategy(config.strategy)
+  if config.strategy == "multi_worker" and _is_chief(strategy):
+    from lorbms_tf import locks  # pylint: disable=import-outside-toplevel
+    locks.DirectoryLock(config.workdir).acquire()  # held until this process exits
   jit = _has_gpu() if config.jit_compile is None else config.jit_compile
   precision = config.precision or auto_precision()
   keras.mixed_precision.set_global_policy(precision)
@@ -338,6 +358,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
   start = int(model.iteration.numpy())
   if start >= config.total_steps:
     logging.info("already trained to step %d of %d", start, config.total_steps)
+    if _is_chief(strategy) and not tf.io.gfile.exists(os.path.join(config.workdir,
+                                                                   SUMMARY_FILE)):
+      return _complete_finished_run(config, model, start, data_report)
     return {"step": start, "workdir": config.workdir}
 
   # A global-batch dataset: Keras distributes it over the replicas (auto-sharding by data for
@@ -379,10 +402,37 @@ def train(config: TrainConfig) -> dict[str, Any]:
              "data": monitor.data_counts, "workdir": config.workdir,
              "ops_one_at_a_time": tf.config.threading.get_inter_op_parallelism_threads() == 1}
   if _is_chief(strategy):
-    with tf.io.gfile.GFile(os.path.join(config.workdir, "train_summary.json"), "w") as f:
-      json.dump(summary, f, indent=2)
+    _write_summary(config.workdir, summary)
   else:  # a non-chief worker's copies of the collective saves are not needed after the run
     tf.io.gfile.rmtree(os.path.dirname(_checkpoint_dir(config, strategy)))
   logging.info("trained steps %d -> %d in %.0f s (%.1f img/s)", start, end, seconds,
                summary["images_per_second"])
+  return summary
+
+
+def _write_summary(workdir: str, summary: dict[str, Any]) -> None:
+  from lorbms_tf import atomic  # pylint: disable=import-outside-toplevel
+  atomic.write_json(os.path.join(workdir, SUMMARY_FILE), summary, indent=2)
+
+
+def _complete_finished_run(config: TrainConfig, model, step: int,
+                           data_report=None) -> dict[str, Any]:
+  """A run at its last step without a summary (killed after the final checkpoint): the final
+  light evaluation if it is missing, then the summary (speed unknown: not measured again)."""
+  logging.warning("%s: trained to step %d but has no %s (killed before it was written): "
+                  "completing the run", config.workdir, step, SUMMARY_FILE)
+  if config.eval_every:
+    history = lorbms_callbacks.read_eval_history(config.workdir)
+    if not history or history[-1]["step"] != step:
+      writer = tf.summary.create_file_writer(
+          os.path.join(config.workdir, checkpoints.TENSORBOARD_DIR))
+      callback = lorbms_callbacks.EvalCallback(_scenes_evaluator(config), writer,
+                                               config.workdir, config.eval_every)
+      callback.set_model(model)
+      callback.evaluate()
+  summary = {"step": step, "start_step": step, "seconds": 0.0, "images_per_second": None,
+             "final_metrics": {}, "data": {},
+             "workdir": config.workdir, "completed_after_interruption": True,
+             "ops_one_at_a_time": tf.config.threading.get_inter_op_parallelism_threads() == 1}
+  _write_summary(config.workdir, summary)
   return summary

@@ -7,6 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TFDS_DISABLE_GCS", "1")
 os.environ.setdefault("NO_GCE_CHECK", "true")
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,7 +17,11 @@ import tensorflow as tf
 def _seed():
   np.random.seed(0)
   tf.random.set_seed(0)
+  # Every test starts in float32: a training run in-process sets Keras's global dtype policy
+  # (bf16 on CPUs with native bf16), which would otherwise leak into the next test of the worker.
+  keras.mixed_precision.set_global_policy("float32")
   yield
+  keras.mixed_precision.set_global_policy("float32")
 
 
 @pytest.fixture

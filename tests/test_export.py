@@ -32,6 +32,10 @@ def test_export_matches_keras_rejects_bad_inputs_and_warms_up(exported, smoke_wo
   assert "'mask' must hold only 0 and 1" in rejects["mask_values"]
   assert "'mask' must have 4 values" in rejects["mask_length"]
   assert "'images' must have 3 channels" in rejects["channels"]
+  assert "'mask' must have one row per 'reference'" in rejects["mask_batch"]
+  assert "'images' must be finite" in rejects["non_finite"]
+  assert "'images' must be float32 within -1..1" in rejects["out_of_range"]
+  assert "'images' must be at least 16x16" in rejects["image_too_small"]
   # Any size: a 100x80 uint8 image is cut and resized in the graph.
   loaded = tf.saved_model.load(export_dir)
   chunks = loaded.signatures["encode_uint8"](images=tf.zeros([2, 100, 80, 3], tf.uint8))["chunks"]

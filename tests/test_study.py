@@ -27,7 +27,7 @@ rows = []
 for step in (2, 4):
   m = {"rec_l1": 0.3 - 0.1 * rec - 0.01 * seed, "shape_probe": 0.4 + 0.01 * seed,
        "colour_probe": 0.9, "fidelity_shape": 0.5, "fidelity_object": 0.4 + 0.01 * step,
-       "mask_cls_accuracy": 0.7, "scenes_fid": 100.0 - step}
+       "fidelity_informative": 0.3 + 0.01 * step, "mask_cls_accuracy": 0.7, "scenes_fid": 100.0 - step}
   rows.append(json.dumps({"step": step, **m}))
 open(os.path.join(workdir, "eval_history.jsonl"), "w").write("\n".join(rows) + "\n")
 json.dump({"step": 4, "seconds": 1.0, "images_per_second": 10.0 + seed},
@@ -105,8 +105,8 @@ def test_an_interrupted_study_runs_only_what_is_missing(tmp_path, fake_python, m
 
 def test_a_run_that_got_worse_at_its_last_evaluation_is_flagged(tmp_path):
   rows = [{"step": 2, "rec_l1": 0.2, "shape_probe": 0.5, "colour_probe": 0.9,
-           "fidelity_shape": 0.5, "fidelity_object": 0.5, "mask_cls_accuracy": 0.7,
-           "scenes_fid": 10.0}]
+           "fidelity_shape": 0.5, "fidelity_object": 0.5, "fidelity_informative": 0.4,
+           "mask_cls_accuracy": 0.7, "scenes_fid": 10.0}]
   rows.append({**rows[0], "step": 4, "colour_probe": 0.8, "rec_l1": 0.1})
   (tmp_path / "eval_history.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
   (tmp_path / "train_summary.json").write_text(json.dumps({"step": 4}))

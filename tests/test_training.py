@@ -344,3 +344,30 @@ def test_learning_rates_fall_linearly_over_the_last_iterations():
                              atol=1e-9)
   with pytest.raises(ValueError, match="lr_decay_steps"):
     train_lib.TrainConfig(workdir="w", total_steps=10, lr_decay_steps=11)
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_summary_completes_on_rerun(tmp_path, scenes_data_dir,
+                                                            monkeypatch):
+  """Killed after the final checkpoint, during the final light evaluation (no summary, the
+  final eval row torn): the rerun evaluates the final step and writes the summary, instead
+  of being "already trained" without a summary forever. (The evaluator is a stub: its cost
+  is not what is tested.)"""
+  class StubEvaluator:
+    def run(self, model):
+      return {"rec_l1": 0.5}
+  monkeypatch.setattr(train_lib, "_scenes_evaluator", lambda config: StubEvaluator())
+  workdir = tmp_path / "run"
+  run = dict(total_steps=1, checkpoint_every=1, eval_every=100)
+  _tiny_run(workdir, scenes_data_dir, **run)
+  summary_path = workdir / train_lib.SUMMARY_FILE
+  assert [row["step"] for row in callbacks.read_eval_history(str(workdir))] == [1]
+  summary_path.unlink()
+  history = workdir / callbacks.EVAL_HISTORY_FILE
+  history.write_text(history.read_text()[:12])
+  summary = _tiny_run(workdir, scenes_data_dir, **run)
+  assert summary["step"] == 1 and summary["completed_after_interruption"]
+  assert json.loads(summary_path.read_text())["step"] == 1
+  assert [row["step"] for row in callbacks.read_eval_history(str(workdir))] == [1]
+  # A complete run is left as it is.
+  assert _tiny_run(workdir, scenes_data_dir, **run) == {"step": 1, "workdir": str(workdir)}

@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from components import base
+from lorbms_tf import atomic
 
 _OPS = {"<=": operator.le, ">=": operator.ge}
 DEFAULT_THRESHOLDS = ("reconstruction.l1_direct<=0.15", "mask_classifier.accuracy>=0.6")
@@ -71,8 +72,7 @@ def run(inputs: EvaluatorInputs, output_dir: str) -> dict:
     with open(os.path.join(tmp, "metrics.json")) as f:
       metrics = json.load(f)
     blessing = bless(metrics, inputs.thresholds)
-    with open(os.path.join(tmp, "blessing.json"), "w") as f:
-      json.dump(blessing, f, indent=1)
+    atomic.write_json(os.path.join(tmp, "blessing.json"), blessing, indent=1)
     return {"command": command, "blessing": blessing}
 
   return base.write_artifact(output_dir, "evaluator", *step(inputs), body)

@@ -3,7 +3,7 @@
   python -m components.example_gen --dataset=scenes --output_dir=runs/pipeline/examples
 
 Reads the source (``scenes``, COCO/STL-10/CelebA via tfds, ``folder:PATH``,
-``tfrecord:GLOB``) through the data pipeline's one decoding stage (README "Bad data"), cuts
+``tfrecord:GLOB``) through the data pipeline's one decoding stage (docs/data.md, "Bad data"), cuts
 the central square, area-resizes it to ``image_size`` and writes PNG-encoded shards
 ``examples-0000k-of-0000n.tfrecord`` with the source's ids and labels. ``record.json`` holds
 the counts: written, and skipped by reason. Downstream steps read the shards as

@@ -22,7 +22,7 @@ from typing import Any
 
 from absl import logging
 
-from lorbms_tf import export
+from lorbms_tf import atomic, export
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +69,8 @@ def run(inputs: PusherInputs, output_dir: str) -> PusherOutputs:
     record["export"] = export.export_saved_model(
         inputs.model, staging, model_name=os.path.basename(os.path.normpath(
             inputs.push_destination)))
+    # export.ValidationNotRun (a check timed out or was killed: no verdict on the model) is
+    # not caught: the step fails (non-zero exit, no record), so the next run tries again.
     try:
       record["validation"] = export.validate_export(staging, inputs.model, inputs.tolerance)
     except export.ExportValidationError as e:
@@ -81,8 +83,6 @@ def run(inputs: PusherInputs, output_dir: str) -> PusherOutputs:
                 versions_served=export.list_versions(inputs.push_destination),
                 seconds=time.perf_counter() - start)
   record_path = os.path.join(output_dir, "record.json")
-  with open(record_path + ".tmp", "w") as f:
-    json.dump(record, f, indent=1)
-  os.replace(record_path + ".tmp", record_path)
+  atomic.write_json(record_path, record, indent=1)
   (logging.info if pushed else logging.warning)("pusher: %s", reason)
   return PusherOutputs(pushed, version, path, reason, record_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 from absl import app, flags
 
@@ -27,8 +28,13 @@ def define_flags() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  outputs = run(PusherInputs(FLAGS.model, FLAGS.push_destination, FLAGS.blessing, FLAGS.version,
-                             FLAGS.tolerance), FLAGS.output_dir)
+  from lorbms_tf import export  # pylint: disable=import-outside-toplevel
+  try:
+    outputs = run(PusherInputs(FLAGS.model, FLAGS.push_destination, FLAGS.blessing,
+                               FLAGS.version, FLAGS.tolerance), FLAGS.output_dir)
+  except export.ValidationNotRun as e:  # no verdict: fail (retried), nothing recorded as done
+    print(f"components.pusher: error: {cli.one_line(e)}", file=sys.stderr, flush=True)
+    raise SystemExit(1) from None
   print(json.dumps(dataclasses.asdict(outputs), indent=1))
   if not outputs.pushed:
     raise SystemExit(1)

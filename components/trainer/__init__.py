@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 from components import base
+from lorbms_tf import atomic, procs
 from components.example_gen import examples_spec
 
 
@@ -52,7 +53,10 @@ def run(inputs: TrainerInputs, output_dir: str) -> dict:
   def body(tmp):
     command = train_command(inputs, tmp)
     with open(os.path.join(tmp, "train.log"), "a") as log:
-      code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
+      # The child dies with this process (no orphan training on into OUTPUT.tmp beside a
+      # rerun) and locks the work dir itself (lorbms_tf/train_lib.py).
+      code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT,
+                             **procs.child_kwargs())
     if code != 0:
       with open(os.path.join(tmp, "train.log")) as log:
         raise base.child_failed("training", code, log.read(), log.name)
@@ -71,8 +75,7 @@ def _point_records_at(tmp: str, output_dir: str) -> dict:
     path = os.path.join(tmp, name)
     with open(path) as f:
       records[name] = {**json.load(f), "workdir": os.path.abspath(output_dir)}
-    with open(path, "w") as f:
-      json.dump(records[name], f, indent=2, sort_keys=name == "config.json")  # as written
+    atomic.write_json(path, records[name], indent=2, sort_keys=name == "config.json")
   return records["train_summary.json"]
 
 

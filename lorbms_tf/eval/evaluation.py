@@ -4,7 +4,7 @@ The one library entry behind `python -m lorbms_tf.evaluate` and the evaluator co
 
 Writes WORKDIR/eval/ (or --out_dir): metrics.json, report.md and PNGs (mixed-scene and
 object-transfer grids, metrics over the checkpoints, loss curves from WORKDIR/tb). What the
-numbers mean and how to read them: docs_evaluation.md.
+numbers mean and how to read them: docs/evaluation.md.
 
 Parts, each skipped where it cannot apply:
 
@@ -75,7 +75,7 @@ def load_split(dataset: str, split: str, limit: int | None, data_dir: str | None
   """The first ``limit`` images of a split (central crops, fixed order) and their labels.
 
   Bad files are skipped by the decoding stage's rules, each named once in the log, and the
-  counts logged (README "Bad data").
+  counts logged (docs/data.md, "Bad data").
   """
   from lorbms_tf.data import pipeline, quality, sources  # pylint: disable=import-outside-toplevel
   skips = quality.SkipReport(sources.SkipCounter(f"evaluation {split}"), str(dataset),

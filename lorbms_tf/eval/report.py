@@ -13,7 +13,6 @@ Plots use matplotlib's Agg backend (no display needed); grids are assembled with
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 from typing import Any, Iterable, Mapping, Sequence
@@ -58,11 +57,9 @@ def to_jsonable(value: Any) -> Any:
 
 
 def write_metrics_json(path: str, metrics: Mapping[str, Any]) -> str:
+  from lorbms_tf import atomic  # pylint: disable=import-outside-toplevel
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(to_jsonable(metrics), f, indent=2, sort_keys=False)
-    f.write("\n")
-  return path
+  return atomic.write_json(path, to_jsonable(metrics), indent=2, sort_keys=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,6 +381,6 @@ def write_report(out_dir: str, metrics: Mapping[str, Any],
     for caption, path in metrics["figures"].items():
       lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
   md_path = os.path.join(out_dir, "report.md")
-  with open(md_path, "w") as f:
-    f.write("\n".join(lines))
+  from lorbms_tf import atomic  # pylint: disable=import-outside-toplevel
+  atomic.write_text(md_path, "\n".join(lines))
   return {"metrics": json_path, "report": md_path}

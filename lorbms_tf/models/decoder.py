@@ -17,7 +17,8 @@ class Decoder(keras.Model):
   The thesis: spectral norm on every conv, no normalisation (`decoder_spectral_norm=True`,
   `decoder_norm="none"`). With `decoder_norm` set, each up-conv is followed by that norm: batch
   norm there removes what every sample shares and rescales what the code varies, so the
-  decoder's output depends on the chunks from the first steps on (measured: see README).
+  decoder's output depends on the chunks from the first steps on (measured:
+  docs/experiments/2026-11-26-ablation.md).
 
   With `decoder_projection=p` (ours; 0 = the thesis), one dense layer, shared by the four
   positions, maps each chunk to a p x p map of its quadrant, in place of the first log2(p)

@@ -250,8 +250,8 @@ def _write_manifest(output_dir: str, config: EmbedConfig) -> dict[str, Any]:
       "extractor_options": dataclasses.asdict(config.options),
       "image_size": config.image_size,
   }
-  with open(os.path.join(output_dir, MANIFEST_FILE), "w") as f:
-    json.dump(manifest, f, indent=2)
+  from lorbms_tf import atomic  # pylint: disable=import-outside-toplevel
+  atomic.write_json(os.path.join(output_dir, MANIFEST_FILE), manifest, indent=2)
   return manifest
 
 

@@ -6,7 +6,7 @@ position ``i``. Chosen by a string (``make_extractor``), so the CLI, the Beam wo
 table's record all name the same thing:
 
 * ``pixels``: each quadrant area-downsampled to 8x8, PCA-whitened (fitted on the data). Cheap,
-  no weights, and on flat-colour scenes a strong baseline (measured: see docs_similarity.md).
+  no weights, and on flat-colour scenes a strong baseline (measured: see docs/similarity.md).
 * ``random_cnn``: a small randomly initialised CNN (fixed seed) on each quadrant crop,
   global-average pooled. Random conv features are a known, weight-free texture/shape descriptor.
 * ``random_encoder[:PRESET]``: our encoder architecture, randomly initialised (seeded); the
@@ -32,7 +32,7 @@ import numpy as np
 
 from lorbms_tf import conventions
 
-DEFAULT_EXTRACTOR = "pixels"  # the measured best on lorbms_scenes, see docs_similarity.md
+DEFAULT_EXTRACTOR = "pixels"  # the measured best on lorbms_scenes, see docs/similarity.md
 DEFAULT_BATCH_SIZE = 256
 
 

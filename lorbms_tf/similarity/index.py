@@ -81,7 +81,7 @@ def choose_settings(num_vectors: int, k: int = DEFAULT_K,
 
   With sqrt(N) leaves, a fixed share of leaves scans a fixed share of the data; the cap of
   ``_MAX_LEAVES_TO_SEARCH`` keeps the per-query cost bounded, which is fine up to ~10M vectors
-  per position. Past that, shard the index (docs_similarity.md, "at 1B").
+  per position. Past that, shard the index (docs/similarity.md, "What changes at 1B images").
   """
   if num_vectors < brute_force_below:
     return IndexSettings(kind="brute_force")

@@ -141,7 +141,10 @@ def run_transfer(config: TransferConfig) -> dict[str, Any]:
       model_config, config.clusters,
       _examples(dataset, config.split, config.num_images, data_dir, clusters.labels),
       config.student)
-  trained.net.save_weights(os.path.join(output, STUDENT_WEIGHTS_FILE))
+  from lorbms_tf import atomic  # pylint: disable=import-outside-toplevel
+  weights_tmp = atomic.temp_path(os.path.join(output, STUDENT_WEIGHTS_FILE))
+  trained.net.save_weights(weights_tmp)
+  atomic.commit(weights_tmp, os.path.join(output, STUDENT_WEIGHTS_FILE))
   timer.lap("student_training")
 
   import keras  # pylint: disable=import-outside-toplevel

@@ -88,6 +88,6 @@ def write_transfer_report(out_dir: str, metrics: Mapping[str, Any]) -> dict[str,
   if probes.get("stl10"):
     lines += _stl10_section(probes["stl10"])
   md_path = os.path.join(out_dir, "report.md")
-  with open(md_path, "w") as f:
-    f.write("\n".join(lines).rstrip() + "\n")
+  from lorbms_tf import atomic  # pylint: disable=import-outside-toplevel
+  atomic.write_text(md_path, "\n".join(lines).rstrip() + "\n")
   return {"metrics": json_path, "report": md_path}
