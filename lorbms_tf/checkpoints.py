@@ -21,6 +21,7 @@ from typing import Any
 import tensorflow as tf
 
 CONFIG_FILE = "config.json"
+SUMMARY_FILE = "train_summary.json"  # written when a training run finishes
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tb"
 GRIDS_DIR = "grids"

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lorbms_tf import atomic, locks, procs, targets
+from lorbms_tf import atomic, checkpoints, locks, procs, targets
 from lorbms_tf.eval import scenes_eval
 
 RESULT_FILE = "result.json"
@@ -126,7 +126,7 @@ def _write_json(path: str, value: Any) -> None:
 def finish_run(workdir: str, command: Sequence[str]) -> dict[str, Any]:
   """Collects a trained run's final evaluation into result.json (and returns it)."""
   from lorbms_tf.callbacks import read_eval_history  # pylint: disable=import-outside-toplevel
-  with open(os.path.join(workdir, "train_summary.json")) as f:
+  with open(os.path.join(workdir, checkpoints.SUMMARY_FILE)) as f:
     summary = json.load(f)
   history = read_eval_history(workdir)
   if not history or history[-1]["step"] != summary["step"]:

@@ -297,9 +297,6 @@ def serialize_ops() -> bool:
   return True
 
 
-SUMMARY_FILE = "train_summary.json"
-
-
 def train(config: TrainConfig) -> dict[str, Any]:
   """Trains (resuming from the work dir's latest checkpoint) and returns a summary dict.
 
@@ -359,7 +356,7 @@ def _train(config: TrainConfig) -> dict[str, Any]:
   if start >= config.total_steps:
     logging.info("already trained to step %d of %d", start, config.total_steps)
     if _is_chief(strategy) and not tf.io.gfile.exists(os.path.join(config.workdir,
-                                                                   SUMMARY_FILE)):
+                                                                   checkpoints.SUMMARY_FILE)):
       return _complete_finished_run(config, model, start, data_report)
     return {"step": start, "workdir": config.workdir}
 
@@ -412,7 +409,7 @@ def _train(config: TrainConfig) -> dict[str, Any]:
 
 def _write_summary(workdir: str, summary: dict[str, Any]) -> None:
   from lorbms_tf import atomic  # pylint: disable=import-outside-toplevel
-  atomic.write_json(os.path.join(workdir, SUMMARY_FILE), summary, indent=2)
+  atomic.write_json(os.path.join(workdir, checkpoints.SUMMARY_FILE), summary, indent=2)
 
 
 def _complete_finished_run(config: TrainConfig, model, step: int,
@@ -420,7 +417,7 @@ def _complete_finished_run(config: TrainConfig, model, step: int,
   """A run at its last step without a summary (killed after the final checkpoint): the final
   light evaluation if it is missing, then the summary (speed unknown: not measured again)."""
   logging.warning("%s: trained to step %d but has no %s (killed before it was written): "
-                  "completing the run", config.workdir, step, SUMMARY_FILE)
+                  "completing the run", config.workdir, step, checkpoints.SUMMARY_FILE)
   if config.eval_every:
     history = lorbms_callbacks.read_eval_history(config.workdir)
     if not history or history[-1]["step"] != step:

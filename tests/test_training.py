@@ -360,7 +360,7 @@ def test_a_run_killed_before_its_summary_completes_on_rerun(tmp_path, scenes_dat
   workdir = tmp_path / "run"
   run = dict(total_steps=1, checkpoint_every=1, eval_every=100)
   _tiny_run(workdir, scenes_data_dir, **run)
-  summary_path = workdir / train_lib.SUMMARY_FILE
+  summary_path = workdir / checkpoints.SUMMARY_FILE
   assert [row["step"] for row in callbacks.read_eval_history(str(workdir))] == [1]
   summary_path.unlink()
   history = workdir / callbacks.EVAL_HISTORY_FILE
