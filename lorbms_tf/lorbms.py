@@ -5,6 +5,7 @@
     I_mix = Dec(Z_mix)    I_hat = Dec(Z_ref)
     I'_ref = Dec(where(mask, Z_ref, Enc(I_mix)))                         (cycle)
     L_G = w_rec (|I_ref - I_hat| + |I_ref - I'_ref|) + w_adv L_adv + w_cls L_cls
+    (ours, off by default) + w_rec w_lat |Enc(I_mix) - sg(Z_mix)| / mean|sg(Z_mix)|, decoder only
 
 `generator_losses` names which terms reach the encoder and decoder ("lorbms": all of them, as
 above; "autoencoder": d(I_ref, I_hat) alone; "autoencoder_cycle": both reconstruction terms).
@@ -64,6 +65,11 @@ class LorbmsConfig:
   # i of donor image i where replaced, of I_ref where kept (mixing.quadrant_collage): a pixel
   # target for the mixed scene that holds under the 4-object assumption.
   collage_weight: float = 0.0
+  # Ours (0 = off, as the thesis): w_rec * this * the latent cycle, |Enc(I_mix) - Z_mix| over all
+  # four chunks relative to mean |Z_mix| (Z_mix held constant). Its gradient trains the decoder
+  # only: render each chunk, the donor's included, so that the encoder reads it back. The
+  # thesis's cycle checks only the kept quadrants and discards the transferred ones.
+  latent_weight: float = 0.0
   seed: int = 0
 
   def __post_init__(self):
@@ -82,24 +88,28 @@ class LorbmsConfig:
     if self.rec_distance not in losses.REC_DISTANCES:
       raise ValueError(f"rec_distance must be one of {losses.REC_DISTANCES}, "
                        f"got {self.rec_distance!r}")
-    for name in ("rec_weight", "adv_weight", "cls_weight", "cycle_weight", "collage_weight"):
+    for name in ("rec_weight", "adv_weight", "cls_weight", "cycle_weight", "collage_weight",
+                 "latent_weight"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0 (0 is the ablation), got {getattr(self, name)}")
 
 
 def generator_loss_weights(config: LorbmsConfig) -> dict[str, float]:
   """The weight of each loss term in L_G (adv before its warm-up ramp). A term absent from the
-  dict is not added at all, so no gradient of it reaches the encoder or the decoder."""
+  dict is not added at all, so no gradient of it reaches the encoder or the decoder ("latent"
+  reaches the decoder only and is not part of g_loss: train_step adds it)."""
   weights = {"direct": config.rec_weight}
   if config.generator_losses in ("lorbms", "autoencoder_cycle"):
     weights["cycle"] = config.rec_weight * config.cycle_weight
   if config.generator_losses == "lorbms":
     weights.update(adv=config.adv_weight, cls=config.cls_weight,
-                   collage=config.rec_weight * config.collage_weight)
+                   collage=config.rec_weight * config.collage_weight,
+                   latent=config.rec_weight * config.latent_weight)
   return {name: w for name, w in weights.items() if w > 0}
 
 
-_TRACKED = ("g_loss", "rec_loss", "rec_direct", "rec_cycle", "rec_collage", "adv_loss", "cls_loss",
+_TRACKED = ("g_loss", "rec_loss", "rec_direct", "rec_cycle", "rec_collage", "rec_latent",
+            "adv_loss", "cls_loss",
             "cls_accuracy",
             "d_loss", "d_real", "d_fake", "replaced_quadrants", "threshold", "adv_weight")
 
@@ -200,7 +210,12 @@ class LorbmsModel(keras.Model):
     cycle = self.decoder(conventions.list_to_chunks(cycle_list), training=training)
     out = dict(reference=images, mixed=mixed, reconstructed=reconstructed, cycle=cycle, mask=mask,
                distances=distances, threshold=threshold, donor_images=donor_images,
-               reference_chunks=reference_chunks)
+               reference_chunks=reference_chunks, mixed_chunks=mixed_chunks)
+    if self.config.latent_weight > 0:
+      # Enc(I_mix) with I_mix live (the latent cycle trains the decoder through it).
+      out["remixed_chunks"] = (conventions.list_to_chunks(remixed_list)
+                               if self.config.cycle_gradient == "full"
+                               else self.encoder(mixed, training=training))
     if donor_index:
       out["donor_index"] = donor_index[0]
     return out
@@ -229,6 +244,8 @@ class LorbmsModel(keras.Model):
     collage = losses.pixel_distance(
         mixing.quadrant_collage(images, out["donor_images"], out["mask"]), out["mixed"],
         self.config.rec_distance)
+    latent = (losses.latent_cycle_loss(out["remixed_chunks"], out["mixed_chunks"])
+              if "remixed_chunks" in out else tf.zeros([], tf.float32))
     c = self.config
     weights = generator_loss_weights(c)
     adv_weight = tf.constant(weights.get("adv", 0.0), tf.float32)
@@ -249,7 +266,7 @@ class LorbmsModel(keras.Model):
     if "collage" in weights:
       g_loss += weights["collage"] * collage
     values = dict(g_loss=g_loss, rec_loss=rec["total"], rec_direct=rec["direct"], rec_cycle=rec["cycle"],
-                  rec_collage=collage,
+                  rec_collage=collage, rec_latent=latent,
                   adv_loss=adv["total"], cls_loss=cls["total"], cls_accuracy=cls["accuracy"],
                   d_loss=dis["total"], d_real=dis["real"], d_fake=dis["fake"],
                   replaced_quadrants=tf.reduce_mean(tf.reduce_sum(out["mask"], -1)),
@@ -271,24 +288,39 @@ class LorbmsModel(keras.Model):
     g_vars = self.generator_variables
     d_vars = self.discriminator.trainable_variables
     c_vars = self.classifier.trainable_variables
-    adaptive = self.config.adaptive_adv_weight and "adv" in generator_loss_weights(self.config)
+    weights = generator_loss_weights(self.config)
+    adaptive = self.config.adaptive_adv_weight and "adv" in weights
+    latent = "latent" in weights
     for g_step in range(self.config.generator_steps):
       last = g_step == self.config.generator_steps - 1
       # One forward pass serves G, and on the last G step D and C too (persistent tape).
-      with tf.GradientTape(persistent=last or adaptive) as tape:
+      with tf.GradientTape(persistent=last or adaptive or latent) as tape:
         _, values = self.compute_losses(data, training=True)
         if adaptive:
           values = self._adapt_adv_weight(tape, values)
         g_loss = self._scaled(self.g_optimizer, values["g_loss"])
+        if latent:
+          latent_loss = self._scaled(self.g_optimizer, weights["latent"] * values["rec_latent"])
         if last:
           d_loss = self._scaled(self.d_optimizer, values["d_loss"])
           c_loss = self._scaled(self.c_optimizer, values["cls_loss"])
-      self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
+      g_grads = tape.gradient(g_loss, g_vars)
+      if latent:
+        g_grads = self._add_decoder_only(g_grads, tape.gradient(
+            latent_loss, self.decoder.trainable_variables))
+      self.g_optimizer.apply(g_grads, g_vars)
     self.d_optimizer.apply(tape.gradient(d_loss, d_vars), d_vars)
     self.c_optimizer.apply(tape.gradient(c_loss, c_vars), c_vars)
     del tape
     self.iteration.assign_add(1)
     return self._track(values)
+
+  def _add_decoder_only(self, g_grads, decoder_grads):
+    """g_grads (encoder's, then decoder's variables) plus a term's gradient on the decoder's."""
+    num_encoder = len(self.encoder.trainable_variables)
+    added = [g if d is None else (d if g is None else g + d)
+             for g, d in zip(g_grads[num_encoder:], decoder_grads)]
+    return list(g_grads[:num_encoder]) + added
 
   def _adapt_adv_weight(self, tape, values):
     """Rescales the adversarial term so that, at the decoder's output layer, its gradient norm

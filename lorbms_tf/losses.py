@@ -48,6 +48,15 @@ def reconstruction_loss(reference: tf.Tensor, reconstructed: tf.Tensor,
   return {"total": direct + cycle, "direct": direct, "cycle": cycle}
 
 
+def latent_cycle_loss(remixed_chunks: tf.Tensor, mixed_chunks: tf.Tensor) -> tf.Tensor:
+  """mean |Enc(I_mix) - Z_mix| / mean |Z_mix|, Z_mix a constant: scale-free, so the weight does
+  not depend on the encoder's feature scale, and 1.0 means an error as large as the code."""
+  _check_same_shape(remixed_chunks, mixed_chunks, "latent cycle")
+  target = tf.stop_gradient(tf.cast(mixed_chunks, tf.float32))
+  error = tf.reduce_mean(tf.abs(tf.cast(remixed_chunks, tf.float32) - target))
+  return error / (tf.reduce_mean(tf.abs(target)) + 1e-6)
+
+
 def generator_adversarial_loss(fake_logits: tf.Tensor) -> dict[str, tf.Tensor]:
   """Non-saturating G loss: -log D(I_mix), as sigmoid cross-entropy against 'real'."""
   return {"total": _bce(tf.ones_like(fake_logits), fake_logits)}

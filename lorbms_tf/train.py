@@ -81,6 +81,9 @@ flags.DEFINE_enum("decoder_batches", _O.decoder_batches, list(lorbms.DECODER_BAT
 flags.DEFINE_float("collage_weight", _O.collage_weight,
                    "Ours: weight (x rec_weight) of d(I_mix, quadrant collage of donors and "
                    "reference); 0 = off (thesis).")
+flags.DEFINE_float("latent_weight", _O.latent_weight,
+                   "Ours: weight (x rec_weight) of the latent cycle |Enc(I_mix) - Z_mix| (relative), "
+                   "trained into the decoder only; 0 = off (thesis).")
 flags.DEFINE_integer("generator_steps", _O.generator_steps, "G updates per iteration (thesis: 2).")
 flags.DEFINE_integer("partner_k", _O.partner_k, "Neighbour rank r is drawn from 0..k-1.")
 flags.DEFINE_float("threshold_quantile", _O.threshold_quantile, "Constraint 3 threshold quantile.")
@@ -139,6 +142,7 @@ def config_from_flags() -> train_lib.TrainConfig:
                            cycle_weight=FLAGS.cycle_weight, cycle_gradient=FLAGS.cycle_gradient,
                            decoder_batches=FLAGS.decoder_batches,
                            collage_weight=FLAGS.collage_weight,
+                           latent_weight=FLAGS.latent_weight,
                            partner_k=FLAGS.partner_k, threshold_quantile=FLAGS.threshold_quantile,
                            seed=FLAGS.seed)
   return train_lib.TrainConfig(

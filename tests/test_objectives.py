@@ -79,6 +79,35 @@ def test_autoencoder_train_step_moves_g_d_and_c():
         network.name
 
 
+@pytest.mark.parametrize("cycle_gradient", ["full", "stop_mixed"])
+def test_latent_cycle_trains_the_decoder_only(cycle_gradient):
+  """The latent cycle moves the decoder and nothing else: after one step, the encoder (and D, C)
+  are where the same step without it leaves them; the decoder is not."""
+  images = {"image": _images()}
+  after = {}
+  model = _model(cycle_weight=0.0, latent_weight=2.0, cycle_gradient=cycle_gradient)
+  with tf.GradientTape() as tape:
+    _, values = model.compute_losses(images, training=True)
+  assert np.abs(_flat(tape.gradient(values["rec_latent"], model.decoder.trainable_variables))).max() > 0
+  for weight in (0.0, 2.0):
+    # A fresh model each: the step above drew mixing partners from the model's stream.
+    model = _model(cycle_weight=0.0, latent_weight=weight, cycle_gradient=cycle_gradient)
+    model.train_step(images)
+    after[weight] = {n.name: [v.numpy() for v in n.trainable_variables]
+                     for n in (model.encoder, model.decoder, model.discriminator, model.classifier)}
+  for name, variables in after[0.0].items():
+    same = all(np.allclose(a, b, rtol=0, atol=1e-7) for a, b in zip(variables, after[2.0][name]))
+    assert same == (name != model.decoder.name), name
+
+
+def test_latent_cycle_loss_is_relative_to_the_code():
+  from lorbms_tf import losses  # pylint: disable=import-outside-toplevel
+  code = tf.constant([[1.0, -3.0], [2.0, -2.0]])
+  assert float(losses.latent_cycle_loss(code, code)) == 0.0
+  np.testing.assert_allclose(float(losses.latent_cycle_loss(code * 0.5, code)), 0.5, rtol=1e-5)
+  np.testing.assert_allclose(float(losses.latent_cycle_loss(code * 10, code * 20)), 0.5, rtol=1e-5)
+
+
 def test_stop_mixed_cuts_the_cycle_gradient_through_i_mix_only():
   for gradient, reaches_mixed in (("full", True), ("stop_mixed", False)):
     model = _model(cycle_gradient=gradient)
@@ -118,7 +147,7 @@ def test_default_objective_is_the_thesis_sum():
 
 @pytest.mark.parametrize("bad", [dict(generator_losses="gan"), dict(cycle_gradient="half"),
                                  dict(decoder_batches="two"), dict(cycle_weight=-1.0),
-                                 dict(collage_weight=-0.1)])
+                                 dict(collage_weight=-0.1), dict(latent_weight=-1.0)])
 def test_bad_objective_settings_are_refused(bad):
   with pytest.raises(ValueError, match=next(iter(bad))):
     LorbmsConfig(**bad)
@@ -135,7 +164,8 @@ def test_objective_flags_reach_the_training_config():
   from absl import flags  # pylint: disable=import-outside-toplevel
   from lorbms_tf import train  # pylint: disable=import-outside-toplevel
   argv = ["train", "--workdir=/tmp/x", "--generator_losses=autoencoder_cycle", "--cycle_weight=0.5",
-          "--cycle_gradient=stop_mixed", "--decoder_batches=separate", "--collage_weight=2"]
+          "--cycle_gradient=stop_mixed", "--decoder_batches=separate", "--collage_weight=2",
+          "--latent_weight=0.5"]
   flags.FLAGS.unparse_flags()
   flags.FLAGS(argv)
   try:
@@ -143,5 +173,5 @@ def test_objective_flags_reach_the_training_config():
   finally:
     flags.FLAGS.unparse_flags()
   assert (objective.generator_losses, objective.cycle_weight, objective.cycle_gradient,
-          objective.decoder_batches, objective.collage_weight) == (
-              "autoencoder_cycle", 0.5, "stop_mixed", "separate", 2.0)
+          objective.decoder_batches, objective.collage_weight, objective.latent_weight) == (
+              "autoencoder_cycle", 0.5, "stop_mixed", "separate", 2.0, 0.5)
