@@ -4,8 +4,9 @@ An *artifact* is a folder with ``record.json`` (producer, settings, the inputs' 
 counts, timing, library versions, and the artifact's own ``fingerprint``). ``write_artifact``
 builds it in ``OUTPUT.tmp`` and renames it into place (the previous artifact, if any, is
 replaced only then), so a step killed mid-write leaves the old artifact untouched.
-``fingerprint`` of a step = hash of its settings and its inputs' fingerprints: the local
-pipeline runner skips a step whose fingerprint matches the artifact already there.
+``fingerprint`` of a step = hash of its settings (with the content identity of any data it reads
+directly), its inputs' fingerprints and the code's version: the local pipeline runner skips a
+step whose fingerprint matches the artifact already there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import shutil
 import time
 from typing import Any, Callable, Mapping
 
-from lorbms_tf import atomic
+from lorbms_tf import atomic, faults, identity
 
 RECORD = "record.json"
 
@@ -44,9 +45,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def fingerprint(settings: Any, input_fingerprints: Mapping[str, str | None]) -> str:
-  """Stable hash of a step's settings and its inputs' fingerprints."""
-  text = json.dumps({"settings": _jsonable(settings), "inputs": dict(input_fingerprints)},
-                    sort_keys=True, default=str)
+  """Stable hash of a step's settings, its inputs' fingerprints and the code's version
+  (lorbms_tf.identity.code_version: any edit of lorbms_tf/ or components/ reruns the steps)."""
+  text = json.dumps({"settings": _jsonable(settings), "inputs": dict(input_fingerprints),
+                     "code": identity.code_version()}, sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -64,6 +66,36 @@ def with_flagfiles(settings: Any, args: tuple[str, ...]) -> dict[str, Any]:
     pending += [line.strip().split("=", 1)[1] for line in texts[path].splitlines()
                 if line.strip().startswith("--flagfile=")]
   return {"settings": _jsonable(settings), "flagfiles": texts}
+
+
+def flag_values(args: tuple[str, ...], names: tuple[str, ...]) -> dict[str, str]:
+  """The last value of each ``--name=value`` in args, reading ``--flagfile``s where they stand
+  (absl's rule: later flags win)."""
+  values: dict[str, str] = {}
+
+  def read(items, depth=0):
+    for item in items:
+      item = item.strip()
+      if item.startswith("--flagfile=") and depth < 8:
+        path = item.split("=", 1)[1]
+        if os.path.exists(path):
+          with open(path) as f:
+            read([line for line in f.read().splitlines() if line.strip().startswith("--")],
+                 depth + 1)
+      elif item.startswith("--") and "=" in item:
+        name, value = item[2:].split("=", 1)
+        if name in names:
+          values[name] = value
+  read(args)
+  return values
+
+
+def args_data_identity(args: tuple[str, ...], default_dataset: str | None = None
+                       ) -> dict[str, Any] | None:
+  """The content identity of the dataset a child's flags read (``--dataset``/``--data_dir``)."""
+  values = flag_values(args, ("dataset", "data_dir"))
+  dataset = values.get("dataset", default_dataset)
+  return identity.dataset_identity(dataset, values.get("data_dir")) if dataset else None
 
 
 def input_fingerprint(artifact_dir: str | None) -> str | None:
@@ -107,6 +139,8 @@ def _write_artifact(output_dir, producer, settings, inputs, body, resumable):
   start = time.perf_counter()
   input_fps = {name: input_fingerprint(path) for name, path in inputs.items()}
   step_fingerprint = fingerprint(settings, input_fps)
+  if _finish_interrupted_swap(output_dir.rstrip("/"), step_fingerprint):
+    return read_record(output_dir)
   tmp = output_dir.rstrip("/") + ".tmp"
   marker = os.path.join(tmp, ".fingerprint")
   same_step = False
@@ -123,20 +157,42 @@ def _write_artifact(output_dir, producer, settings, inputs, body, resumable):
             "inputs": {name: {"path": path, "fingerprint": input_fps[name]}
                        for name, path in inputs.items()},
             "fingerprint": step_fingerprint,
+            "code_version": identity.code_version(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - start,
             "versions": library_versions(), **fields}
   atomic.write_json(os.path.join(tmp, RECORD), record, indent=1, default=str)
   atomic.fsync_tree(tmp)  # the artifact's files are on disk before it is renamed into place
-  old = output_dir.rstrip("/") + ".old"
+  faults.point(f"artifact.complete:{producer}")
+  _swap_in(tmp, output_dir.rstrip("/"), producer)
+  return record
+
+
+def _swap_in(tmp: str, output_dir: str, producer: str = "") -> None:
+  """Renames the complete ``tmp`` to ``output_dir``; a previous artifact is moved aside first
+  and deleted last. Killed between the two renames, ``output_dir`` is missing and ``tmp``
+  complete: ``_finish_interrupted_swap`` completes it on the next run."""
+  old = output_dir + ".old"
   if os.path.exists(output_dir):
     if os.path.exists(old):
       shutil.rmtree(old)
     os.rename(output_dir, old)
+    faults.point(f"artifact.moved_aside:{producer}")
   os.rename(tmp, output_dir)
-  atomic.fsync_dir(os.path.dirname(os.path.abspath(output_dir.rstrip("/"))))
+  atomic.fsync_dir(os.path.dirname(os.path.abspath(output_dir)))
+  faults.point(f"artifact.renamed:{producer}")
   if os.path.exists(old):
     shutil.rmtree(old)
-  return record
+
+
+def _finish_interrupted_swap(output_dir: str, step_fingerprint: str) -> bool:
+  """A run killed after its artifact was complete but before it was in place left ``.tmp``
+  with a record of this very step: rename it in instead of redoing the step."""
+  tmp = output_dir + ".tmp"
+  record = read_record(tmp) if os.path.isdir(tmp) else None
+  if record is None or record.get("fingerprint") != step_fingerprint:
+    return False
+  _swap_in(tmp, output_dir, record.get("producer", ""))
+  return True
 
 
 def _relocated(value: Any, tmp: str, final: str) -> Any:

@@ -19,6 +19,8 @@ import shutil
 import tempfile
 from typing import Any, Iterator
 
+from lorbms_tf import faults
+
 _REMOTE_PREFIXES = ("gs://", "s3://", "hdfs://", "http://", "https://")
 
 
@@ -62,6 +64,7 @@ def open_atomic(path: str, mode: str = "w", **kwargs) -> Iterator[Any]:
       f.flush()
       os.fsync(f.fileno())
     _keep_mode(tmp, path)
+    faults.point(f"write.before_rename:{os.path.basename(path)}")
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(OSError):

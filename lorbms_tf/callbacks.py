@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from lorbms_tf import checkpoints, visualize
+from lorbms_tf import checkpoints, faults, visualize
 
 
 class NonFiniteLossError(RuntimeError):
@@ -37,6 +37,7 @@ class CheckpointCallback(keras.callbacks.Callback):
       return
     path = self.manager.save(checkpoint_number=step)
     logging.info("saved checkpoint %s", path)
+    faults.point(f"checkpoint.saved:{step}")
 
   def on_epoch_end(self, epoch, logs=None):
     self.save()

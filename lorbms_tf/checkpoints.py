@@ -83,9 +83,10 @@ class Networks:
   model: Any  # the LorbmsModel holding the four networks (mix_batch, render)
   config: dict[str, Any]
   step: int
+  checkpoint: str = ""  # the prefix restored (a work dir resolves to its latest)
 
 
-def _resolve(path: str) -> tuple[str, str]:
+def resolve(path: str) -> tuple[str, str]:
   """A work dir or a checkpoint prefix -> (work dir, checkpoint prefix)."""
   if tf.io.gfile.isdir(path) and tf.io.gfile.exists(os.path.join(path, CONFIG_FILE)):
     checkpoints = list_checkpoints(path)
@@ -104,11 +105,11 @@ def restore_networks(path: str) -> Networks:
   """
   from lorbms_tf.lorbms import LorbmsConfig, LorbmsModel  # late: keeps this module light
   from lorbms_tf.models import ModelConfig
-  workdir, prefix = _resolve(path)
+  workdir, prefix = resolve(path)
   config = read_config(workdir)
   model = LorbmsModel(ModelConfig.from_dict(config["model"]),
                       LorbmsConfig(**config.get("objective", {})))
   checkpoint = tf.train.Checkpoint(iteration=model.iteration, **network_checkpoint(model))
   checkpoint.restore(prefix).expect_partial().assert_existing_objects_matched()
   return Networks(model.encoder, model.decoder, model.discriminator, model.classifier, model,
-                  config, int(model.iteration.numpy()))
+                  config, int(model.iteration.numpy()), prefix)

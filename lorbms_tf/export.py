@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from lorbms_tf import conventions
+from lorbms_tf import conventions, faults
 
 SIGNATURES = ("encode", "mix", "reconstruct", "discriminator_features")
 DEFAULT_SIGNATURE = "mix"
@@ -268,13 +268,36 @@ def export_saved_model(checkpoint: str, export_dir: str, model_name: str = "lorb
   if warmup:
     write_warmup_requests(tmp, model_name)
   record = {"model_name": model_name, "step": networks.step,
-            "source": os.path.abspath(checkpoint), "signatures": sorted(signatures),
+            "source": os.path.abspath(checkpoint), "checkpoint": networks.checkpoint,
+            "checkpoint_identity": checkpoint_identity(networks.checkpoint),
+            "signatures": sorted(signatures),
             "seconds": time.perf_counter() - start, "size_bytes": _size(tmp)}
   tf.io.gfile.makedirs(os.path.join(tmp, "assets.extra"))
   with tf.io.gfile.GFile(os.path.join(tmp, "assets.extra", EXPORT_RECORD), "w") as f:
     json.dump(record, f, indent=1)
   tf.io.gfile.rename(tmp, export_dir)
   return record
+
+
+def checkpoint_identity(prefix: str) -> dict[str, Any]:
+  """Names (relative), sizes and mtimes of a checkpoint's files: the same checkpoint wherever
+  its work dir was moved (renames keep mtimes), another one after any retraining."""
+  from lorbms_tf import identity  # pylint: disable=import-outside-toplevel
+  return identity.files_identity(tf.io.gfile.glob(prefix + ".*"), os.path.dirname(prefix))
+
+
+def version_of(base_dir: str, checkpoint_ident: dict[str, Any]) -> int | None:
+  """The served version exported from this very checkpoint, if any (a pusher killed after it
+  published, before it recorded that, finds it here instead of publishing a duplicate)."""
+  for version in reversed(list_versions(base_dir)):
+    path = os.path.join(base_dir, str(version), "assets.extra", EXPORT_RECORD)
+    try:
+      with open(path) as f:
+        if json.load(f).get("checkpoint_identity") == checkpoint_ident:
+          return version
+    except (OSError, ValueError):
+      continue
+  return None
 
 
 def _float32_networks(checkpoint: str):
@@ -323,8 +346,10 @@ def publish(export_dir: str, base_dir: str, version: int | None = None) -> str:
     staging = tempfile.mkdtemp(prefix=".publish-", dir=base_dir)
     try:
       tmp = os.path.join(staging, "version")
+      faults.point("publish.staging")
       shutil.copytree(export_dir, tmp)
       atomic.fsync_tree(tmp)
+      faults.point("publish.copied")
       while True:
         candidate = wanted if wanted is not None else next_version(base_dir)
         final = os.path.join(base_dir, str(candidate))

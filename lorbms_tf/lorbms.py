@@ -70,6 +70,11 @@ class LorbmsConfig:
   # only: render each chunk, the donor's included, so that the encoder reads it back. The
   # thesis's cycle checks only the kept quadrants and discards the transferred ones.
   latent_weight: float = 0.0
+  # Ours (0 = off, as the thesis): Gaussian noise of this standard deviation added to I_mix
+  # before the cycle re-encodes it (training only). A cycle through the encoder lets the
+  # decoder hide what the second pass needs in faint patterns of I_mix (steganography, Chu et
+  # al. 2017); noise closes that channel, so the cycle can only use what I_mix visibly shows.
+  cycle_noise: float = 0.0
   seed: int = 0
 
   def __post_init__(self):
@@ -89,7 +94,7 @@ class LorbmsConfig:
       raise ValueError(f"rec_distance must be one of {losses.REC_DISTANCES}, "
                        f"got {self.rec_distance!r}")
     for name in ("rec_weight", "adv_weight", "cls_weight", "cycle_weight", "collage_weight",
-                 "latent_weight"):
+                 "latent_weight", "cycle_noise"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0 (0 is the ablation), got {getattr(self, name)}")
 
@@ -204,7 +209,11 @@ class LorbmsModel(keras.Model):
     else:
       mixed = self.decoder(mixed_chunks, training=training)
       reconstructed = self.decoder(reference_chunks, training=training)
-    cycle_input = mixed if self.config.cycle_gradient == "full" else tf.stop_gradient(mixed)
+    noisy = mixed
+    if self.config.cycle_noise > 0 and training:
+      noisy = mixed + tf.cast(self.config.cycle_noise * self.rng.normal(tf.shape(mixed)),
+                              mixed.dtype)
+    cycle_input = noisy if self.config.cycle_gradient == "full" else tf.stop_gradient(noisy)
     remixed_list = conventions.chunks_to_list(self.encoder(cycle_input, training=training))
     cycle_list = mixing.cycle_chunks(reference_list, remixed_list, mask)
     cycle = self.decoder(conventions.list_to_chunks(cycle_list), training=training)
@@ -215,7 +224,7 @@ class LorbmsModel(keras.Model):
       # Enc(I_mix) with I_mix live (the latent cycle trains the decoder through it).
       out["remixed_chunks"] = (conventions.list_to_chunks(remixed_list)
                                if self.config.cycle_gradient == "full"
-                               else self.encoder(mixed, training=training))
+                               else self.encoder(noisy, training=training))
     if donor_index:
       out["donor_index"] = donor_index[0]
     return out

@@ -84,6 +84,9 @@ flags.DEFINE_float("collage_weight", _O.collage_weight,
 flags.DEFINE_float("latent_weight", _O.latent_weight,
                    "Ours: weight (x rec_weight) of the latent cycle |Enc(I_mix) - Z_mix| (relative), "
                    "trained into the decoder only; 0 = off (thesis).")
+flags.DEFINE_float("cycle_noise", _O.cycle_noise,
+                   "Ours: std of Gaussian noise on I_mix before the cycle re-encodes it "
+                   "(closes hidden channels); 0 = off (thesis).")
 flags.DEFINE_integer("generator_steps", _O.generator_steps, "G updates per iteration (thesis: 2).")
 flags.DEFINE_integer("partner_k", _O.partner_k, "Neighbour rank r is drawn from 0..k-1.")
 flags.DEFINE_float("threshold_quantile", _O.threshold_quantile, "Constraint 3 threshold quantile.")
@@ -103,6 +106,9 @@ flags.DEFINE_boolean("deterministic", _D.deterministic,
 flags.DEFINE_float("max_skipped_fraction", _D.max_skipped_fraction,
                    "Stop when more than this share of the source's files are bad (unreadable, "
                    "truncated, undecodable, too small or too large); each is named once in the log.")
+flags.DEFINE_boolean("allow_resume_changes", _D.allow_resume_changes,
+                     "Resume a work dir's run even when the data, objective, batch, partners or "
+                     "rates differ (recorded in config.json); by default that is refused.")
 flags.DEFINE_integer("eval_every", _D.eval_every,
                      "Light evaluation (lorbms_scenes: I_hat L1, shape/colour probes, fidelity, "
                      "scenes FID) every N iterations and at the end; 0 = off.")
@@ -142,7 +148,7 @@ def config_from_flags() -> train_lib.TrainConfig:
                            cycle_weight=FLAGS.cycle_weight, cycle_gradient=FLAGS.cycle_gradient,
                            decoder_batches=FLAGS.decoder_batches,
                            collage_weight=FLAGS.collage_weight,
-                           latent_weight=FLAGS.latent_weight,
+                           latent_weight=FLAGS.latent_weight, cycle_noise=FLAGS.cycle_noise,
                            partner_k=FLAGS.partner_k, threshold_quantile=FLAGS.threshold_quantile,
                            seed=FLAGS.seed)
   return train_lib.TrainConfig(
@@ -165,6 +171,7 @@ def config_from_flags() -> train_lib.TrainConfig:
       deterministic=FLAGS.deterministic, eval_every=FLAGS.eval_every,
       eval_dataset=FLAGS.eval_dataset,
       max_skipped_fraction=FLAGS.max_skipped_fraction,
+      allow_resume_changes=FLAGS.allow_resume_changes,
       eval_config=ScenesEvalConfig(
           num_test=FLAGS.eval_test_scenes, num_probe_train=FLAGS.eval_probe_scenes,
           classifier=SceneClassifierConfig(train_scenes=FLAGS.eval_classifier_scenes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -27,6 +28,13 @@ MODEL_OVERRIDES = ("encoder_norm", "decoder_norm", "decoder_spectral_norm",
 PARTNERS = ("batch", "index")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PREVIEW_IMAGES = 8  # rows of the training image grids
+# What a resumed run must share with the run in its work dir (besides the data's content
+# identity): continuing another run's checkpoint with other data, objective, batch, partners
+# or rates would silently train a model nobody asked for. (total_steps, the schedule's tail,
+# logging and evaluation may change: extending a run is a resume.)
+RESUME_FIELDS = ("dataset", "batch_size", "partners", "neighbour_table", "seed", "flip",
+                 "objective", "g_learning_rate", "d_learning_rate", "c_learning_rate", "beta_1",
+                 "c_decay_steps", "c_decay_rate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +86,9 @@ class TrainConfig:
   eval_config: ScenesEvalConfig = ScenesEvalConfig()
   # Stop when more than this share of the source's files are bad (unreadable, truncated...).
   max_skipped_fraction: float = quality.DEFAULT_MAX_SKIPPED_FRACTION
+  # A resume whose data or RESUME_FIELDS differ from the work dir's run is refused unless this
+  # is set; it is then recorded in config.json ("resume_changes").
+  allow_resume_changes: bool = False
 
   def __post_init__(self):
     self.model_config()  # a clear error for an unknown preset or a bad override
@@ -182,6 +193,41 @@ def _check_resume_compatible(config: TrainConfig) -> None:
                      f"(preset {previous.get('preset')!r}); use a new --workdir to start afresh")
 
 
+def resume_changes(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, list]:
+  """{field: [before, now]} of RESUME_FIELDS and the data identity that differ between a work
+  dir's config.json and this run's (fields the older run did not record are not compared)."""
+  from lorbms_tf import identity  # pylint: disable=import-outside-toplevel
+  changed = {name: [previous[name], current[name]] for name in RESUME_FIELDS
+             if name in previous and previous[name] != current[name]}
+  if not identity.same_data(previous.get("data_identity"), current.get("data_identity")):
+    changed["data_identity"] = [previous["data_identity"], current["data_identity"]]
+  return changed
+
+
+def _check_resume_same_run(config: TrainConfig, values: dict[str, Any], step: int) -> None:
+  """Refuses (one line) to resume another run's checkpoint, unless allow_resume_changes; then
+  the changes are recorded in ``values`` (the config.json about to be written)."""
+  if not step or not tf.io.gfile.exists(os.path.join(config.workdir, checkpoints.CONFIG_FILE)):
+    return
+  previous = checkpoints.read_config(config.workdir)
+  values["resume_changes"] = list(previous.get("resume_changes", []))
+  changed = resume_changes(previous, json.loads(json.dumps(values, default=str)))
+  if not changed:
+    return
+  if not config.allow_resume_changes:
+    names = ", ".join(f"{k} ({_short(v[0])} -> {_short(v[1])})" for k, v in changed.items())
+    raise ValueError(f"work dir {config.workdir!r} holds a run at step {step} with other "
+                     f"settings: {names}; use a new --workdir, or --allow_resume_changes to "
+                     "continue it anyway (recorded in config.json)")
+  logging.warning("resuming %s at step %d with changed %s", config.workdir, step, sorted(changed))
+  values["resume_changes"].append({"step": step, "changed": changed})
+
+
+def _short(value: Any, limit: int = 60) -> str:
+  text = json.dumps(value, sort_keys=True, default=str)
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class LinearTailDecay(keras.optimizers.schedules.LearningRateSchedule):
   """``rate`` until ``total - decay`` updates, then linearly down to 0 at ``total`` updates."""
 
@@ -221,6 +267,23 @@ def build_model(config: TrainConfig) -> LorbmsModel:
   return model
 
 
+def check_table_data(record: dict[str, Any], config: TrainConfig) -> None:
+  """Refuses a neighbour table built for other data than this run's (its ids would pair
+  unrelated images, or silently miss). Tables older than the record of their data pass."""
+  from lorbms_tf import identity  # pylint: disable=import-outside-toplevel
+  built_for = record.get("data_identity")
+  if built_for is None:
+    logging.warning("neighbour table %s does not record its data: not checked", config.neighbour_table)
+    return
+  now = identity.dataset_identity(config.dataset, config.data_dir)
+  if not identity.same_data(built_for, now):
+    raise ValueError(
+        f"neighbour table {config.neighbour_table!r} was built for {built_for.get('dataset')!r} "
+        f"({identity.describe(built_for)}), but training reads {now.get('dataset')!r} "
+        f"({identity.describe(now)}); rebuild it with `python -m components.similarity "
+        f"--dataset={config.dataset}`")
+
+
 def _datasets(config: TrainConfig, strategy, seed: int):
   """(training dataset, fixed preview batch for image grids, objective with threshold, the
   training data's SkipReport)."""
@@ -242,6 +305,7 @@ def _datasets(config: TrainConfig, strategy, seed: int):
   if config.partners == "index":
     from lorbms_tf.similarity.table import load_neighbour_table
     table = load_neighbour_table(config.neighbour_table)
+    check_table_data(table.record, config)
     # split=None: the source's training split, the one the similarity component indexed.
     # The training images as a memory-mapped bank on disk, written once per work dir.
     bank_dir = os.path.join(os.path.dirname(_checkpoint_dir(config, strategy)), "image_bank")
@@ -339,8 +403,12 @@ def _train(config: TrainConfig) -> dict[str, Any]:
   dataset_fn, preview, objective, data_report = _datasets(config, strategy,
                                                           config.seed + resume_step)
   config = dataclasses.replace(config, objective=objective, jit_compile=jit, precision=precision)
+  from lorbms_tf import identity  # pylint: disable=import-outside-toplevel
+  values = {**config.to_dict(), "data_identity": identity.dataset_identity(
+      config.dataset, config.data_dir), "code_version": identity.code_version()}
+  _check_resume_same_run(config, values, resume_step)
   if _is_chief(strategy):
-    checkpoints.write_config(config.workdir, config.to_dict())
+    checkpoints.write_config(config.workdir, values)
 
   with strategy.scope():
     model = build_model(config)

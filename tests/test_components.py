@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from components import base, evaluator, pipeline
+from components import base, evaluator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TRAIN = ("--flagfile=configs/smoke.flags", "--total_steps=2", "--checkpoint_every=2",
@@ -82,48 +82,8 @@ def test_blessing_thresholds():
     evaluator.bless(metrics, ("probes.x>=1",))
 
 
-def test_local_pipeline_runs_skips_and_reruns_downstream(tmp_path, scenes_data_dir, monkeypatch):
-  # The pusher's gate (three child processes) has its own tests in test_export.py; here only
-  # the chain's logic is under test, so the gate just records that it was asked.
-  from lorbms_tf import export
-  validated = []
-  monkeypatch.setattr(export, "validate_export",
-                      lambda export_dir, *args: validated.append(export_dir) or {"problems": []})
-  data = (f"--data_dir={scenes_data_dir}",)
-  config = pipeline.PipelineConfig(
-      str(tmp_path / "root"), dataset="scenes/tiny", data_dir=scenes_data_dir,
-      example_limit=64, train_args=TINY_TRAIN + data, eval_args=TINY_EVAL + data,
-      thresholds=("reconstruction.l1_direct<=1.0",),
-      push_destination=str(tmp_path / "saved_models" / "lorbms"))
-  log = []
-  records = pipeline.run_pipeline(config, log.append)
-  assert records["examples"]["counts"]["written"] == 64
-  assert records["model"]["train_summary"]["step"] == 2
-  # --deterministic in a fresh trainer process: ops run one at a time (cross-process identity).
-  assert records["model"]["train_summary"]["ops_one_at_a_time"]
-  model_dir = str(tmp_path / "root" / "model")  # where it ended up, not the .tmp it trained in
-  assert records["model"]["train_summary"]["workdir"] == model_dir
-  with open(os.path.join(model_dir, "config.json")) as f:
-    assert json.load(f)["workdir"] == model_dir
-  assert records["evaluation"]["blessing"]["blessed"]
-  assert records["pusher"]["push"]["pushed"] and len(validated) == 1
-  assert records["pusher"]["push"]["record"] == str(tmp_path / "root" / "pusher" / "record.json")
-  assert os.listdir(tmp_path / "saved_models" / "lorbms") == ["1"]
-  assert all("running" in line or "done" in line for line in log)
-  # Unchanged: every step is skipped.
-  log.clear()
-  pipeline.run_pipeline(config, log.append)
-  assert sum("skipped" in line for line in log) == 4  # examples, model, evaluation, pusher
-  # A stricter blessing re-runs the evaluation and the pusher, not the upstream steps; the
-  # model is no longer blessed, so nothing new is pushed.
-  log.clear()
-  strict = pipeline.PipelineConfig(**{**config.__dict__,
-                                      "thresholds": ("reconstruction.l1_direct<=0.0001",)})
-  records = pipeline.run_pipeline(strict, log.append)
-  assert [line.split(":")[0] for line in log if "skipped" in line] == [
-      "[pipeline] examples", "[pipeline] model"]
-  assert not records["pusher"]["push"]["pushed"]
-  assert os.listdir(tmp_path / "saved_models" / "lorbms") == ["1"]
+# The local chain's run, skip and rerun-downstream logic is exercised, killed and rerun, by
+# tests/test_faults.py.
 
 
 def test_component_clis(tmp_path, scenes_data_dir):

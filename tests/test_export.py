@@ -68,6 +68,11 @@ def test_pusher_pushes_only_blessed_and_valid_exports(exported, smoke_workdir, t
   with open(out.record) as f:
     record = json.load(f)
   assert set(record["validation"]["saved_model_cli_signatures"]) >= set(export.SIGNATURES)
+  # The same checkpoint again (a pusher killed after publishing, before its record): it is
+  # found among the served versions, not published twice.
+  again = pusher.run(pusher.PusherInputs(smoke_workdir, base), str(tmp_path / "push1b"))
+  assert again.pushed and again.version == 1 and "already pushed" in again.reason
+  assert export.list_versions(base) == [1]
   # A model the evaluator did not bless is not exported at all.
   blessing = tmp_path / "evaluator"
   blessing.mkdir()
@@ -84,6 +89,7 @@ def test_pusher_pushes_only_blessed_and_valid_exports(exported, smoke_workdir, t
   monkeypatch.setattr(export, "export_saved_model",
                       lambda checkpoint, staging, **kwargs: shutil.copytree(exported[0], staging)
                       and exported[1])
+  monkeypatch.setattr(export, "version_of", lambda *args: None)  # as for a new checkpoint
   out = pusher.run(pusher.PusherInputs(smoke_workdir, base), str(tmp_path / "push3"))
   assert not out.pushed and "failed validation" in out.reason
   assert export.list_versions(base) == [1]

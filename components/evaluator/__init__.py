@@ -5,8 +5,8 @@
 
 Runs ``lorbms_tf.evaluate`` (child process, the same library entry as the CLI) into the
 artifact, then checks ``thresholds`` (dotted paths into metrics.json with <= or >=) and writes
-``blessing.json``: {"blessed": bool, "reason", "checks"}. The pusher pushes only a blessed
-model.
+``blessing.json``: {"blessed": bool, "reason", "checks", "checkpoint"}. The pusher pushes only a
+blessed model, and exports the checkpoint that was evaluated (its prefix relative to the model).
 """
 
 from __future__ import annotations
@@ -72,6 +72,11 @@ def run(inputs: EvaluatorInputs, output_dir: str) -> dict:
     with open(os.path.join(tmp, "metrics.json")) as f:
       metrics = json.load(f)
     blessing = bless(metrics, inputs.thresholds)
+    # The checkpoint evaluated, relative to the model dir: the pusher exports exactly it.
+    evaluated = (metrics.get("run") or {}).get("checkpoint")
+    if evaluated:
+      blessing["checkpoint"] = os.path.relpath(os.path.abspath(evaluated),
+                                               os.path.abspath(inputs.model))
     atomic.write_json(os.path.join(tmp, "blessing.json"), blessing, indent=1)
     return {"command": command, "blessing": blessing}
 
@@ -80,4 +85,5 @@ def run(inputs: EvaluatorInputs, output_dir: str) -> dict:
 
 def step(inputs: EvaluatorInputs) -> tuple[object, dict]:
   """(settings, upstream artifacts): what the step's fingerprint is made of."""
-  return base.with_flagfiles(inputs, inputs.eval_args), {"model": inputs.model}
+  return ({**base.with_flagfiles(inputs, inputs.eval_args),
+           "data": base.args_data_identity(inputs.eval_args)}, {"model": inputs.model})

@@ -61,5 +61,8 @@ def run(inputs: ExampleGenInputs, output_dir: str) -> dict:
 
 
 def step(inputs: ExampleGenInputs) -> tuple[object, dict]:
-  """(settings, upstream artifacts): what the step's fingerprint is made of."""
-  return inputs, {}
+  """(settings, upstream artifacts): what the step's fingerprint is made of. The source's
+  content identity is part of the settings: an edited folder or re-prepared dataset reruns it."""
+  from lorbms_tf import identity  # pylint: disable=import-outside-toplevel
+  return {"inputs": dataclasses.asdict(inputs),
+          "source": identity.dataset_identity(inputs.dataset, inputs.data_dir)}, {}

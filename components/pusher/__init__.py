@@ -22,7 +22,7 @@ from typing import Any
 
 from absl import logging
 
-from lorbms_tf import atomic, export
+from lorbms_tf import atomic, export, faults
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,22 +43,35 @@ class PusherOutputs:
   record: str
 
 
-def _blessed(blessing_dir: str | None) -> tuple[bool, str]:
+def _blessed(blessing_dir: str | None) -> tuple[bool, str, str | None]:
+  """(blessed, why, the evaluated checkpoint prefix relative to the model or None)."""
   if blessing_dir is None:
-    return True, "no blessing required"
+    return True, "no blessing required", None
   path = os.path.join(blessing_dir, "blessing.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"no blessing.json in {blessing_dir!r} (the evaluator writes it)")
   with open(path) as f:
     blessing = json.load(f)
-  return bool(blessing.get("blessed")), blessing.get("reason", "")
+  return bool(blessing.get("blessed")), blessing.get("reason", ""), blessing.get("checkpoint")
+
+
+def export_source(model: str, evaluated: str | None) -> str:
+  """What to export: the blessed checkpoint when the blessing names one (it must still be in
+  the model dir: a newer one is never pushed in its name), else the model as given."""
+  if evaluated is None or not os.path.isdir(model):
+    return model
+  prefix = os.path.normpath(os.path.join(model, evaluated))
+  if not os.path.exists(prefix + ".index"):
+    raise FileNotFoundError(f"the blessed checkpoint {evaluated!r} is no longer in {model!r}; "
+                            "evaluate the model again")
+  return prefix
 
 
 def run(inputs: PusherInputs, output_dir: str) -> PusherOutputs:
   start = time.perf_counter()
   os.makedirs(output_dir, exist_ok=True)
   record: dict[str, Any] = {"component": "pusher", "inputs": dataclasses.asdict(inputs)}
-  blessed, why = _blessed(inputs.blessing)
+  blessed, why, evaluated = _blessed(inputs.blessing)
   pushed, version, path = False, None, None
   if not blessed:
     reason = f"not pushed: the model is not blessed ({why})"
@@ -66,17 +79,28 @@ def run(inputs: PusherInputs, output_dir: str) -> PusherOutputs:
     staging = os.path.join(output_dir, "export")
     if os.path.exists(staging):
       shutil.rmtree(staging)
+    source = export_source(inputs.model, evaluated)
+    from lorbms_tf import checkpoints  # pylint: disable=import-outside-toplevel
+    prefix = checkpoints.resolve(source)[1]
+    record["exported_checkpoint"] = prefix
+    already = export.version_of(inputs.push_destination, export.checkpoint_identity(prefix))
+  if blessed and already is not None:
+    pushed, version = True, already
+    path = os.path.join(os.path.abspath(inputs.push_destination), str(version))
+    reason = f"already pushed as version {version} to {inputs.push_destination}"
+  elif blessed:
     record["export"] = export.export_saved_model(
-        inputs.model, staging, model_name=os.path.basename(os.path.normpath(
+        source, staging, model_name=os.path.basename(os.path.normpath(
             inputs.push_destination)))
     # export.ValidationNotRun (a check timed out or was killed: no verdict on the model) is
     # not caught: the step fails (non-zero exit, no record), so the next run tries again.
     try:
-      record["validation"] = export.validate_export(staging, inputs.model, inputs.tolerance)
+      record["validation"] = export.validate_export(staging, source, inputs.tolerance)
     except export.ExportValidationError as e:
       reason = f"not pushed: the export failed validation: {e}"
     else:
       path = export.publish(staging, inputs.push_destination, inputs.version)
+      faults.point("pusher.published")
       version, pushed = int(os.path.basename(path)), True
       reason = f"pushed version {version} to {inputs.push_destination}"
   record.update(pushed=pushed, version=version, path=path, reason=reason,

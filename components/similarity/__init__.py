@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from absl import logging
 import numpy as np
 
-from lorbms_tf import conventions
+from lorbms_tf import conventions, identity
 from lorbms_tf import similarity
 from lorbms_tf.similarity import beam_pipeline
 from lorbms_tf.similarity import extractors as extractors_lib
@@ -197,6 +197,8 @@ def run(inputs: SimilarityInputs, output_dir: str) -> SimilarityOutputs:
         "component": "similarity",
         "inputs": dataclasses.asdict(inputs),
         "dataset": inputs.dataset,
+        # What the table was built for: the trainer refuses it for other data.
+        "data_identity": identity.dataset_identity(inputs.dataset, inputs.data_dir),
         "split": inputs.split,
         "image_size": inputs.image_size,
         "extractor": extractor.describe(),

@@ -39,7 +39,8 @@ def train_command(inputs: TrainerInputs, workdir: str) -> list[str]:
     # evaluator step does the evaluation.
     args.append(f"--dataset={examples_spec(inputs.examples)}")
     from lorbms_tf.data import sources  # pylint: disable=import-outside-toplevel
-    source = (base.read_record(inputs.examples) or {}).get("settings", {}).get("dataset")
+    settings = (base.read_record(inputs.examples) or {}).get("settings", {})
+    source = settings.get("inputs", settings).get("dataset")
     if source and sources.parse_dataset_spec(source).location.startswith("lorbms_scenes"):
       args.append(f"--eval_dataset={source}")
     else:

@@ -50,4 +50,5 @@ def run(inputs: TransferInputs, output_dir: str) -> dict:
 
 def step(inputs: TransferInputs) -> tuple[object, dict]:
   """(settings, upstream artifacts): what the step's fingerprint is made of."""
-  return base.with_flagfiles(inputs, inputs.transfer_args), {"model": inputs.model}
+  return ({**base.with_flagfiles(inputs, inputs.transfer_args),
+           "data": base.args_data_identity(inputs.transfer_args)}, {"model": inputs.model})

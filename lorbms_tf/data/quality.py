@@ -71,7 +71,7 @@ class SkipReport:
         f" ({reasons})" if reasons else "")
 
   def check(self, counts: dict[str, int]) -> None:
-    total = self.counter.num_examples or counts["passed"] + counts["skipped"]
+    total = self.counter.total_examples or counts["passed"] + counts["skipped"]
     if total and counts["skipped"] > self.max_fraction * total:
       raise DataError(
           f"{self.source}: {counts['skipped']} of {total} images are bad ({self.line(counts)}), "

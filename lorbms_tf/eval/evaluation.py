@@ -244,7 +244,8 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
   timer.lap("load")
 
   metrics: dict[str, Any] = {
-      "run": {"workdir": config.workdir, "checkpoint": config.checkpoint or "latest",
+      # The prefix actually restored (the blessing ties the pusher to exactly it).
+      "run": {"workdir": config.workdir, "checkpoint": networks.checkpoint,
               "step": networks.step, "dataset": dataset, "split": config.split,
               "preset": run_config.get("preset"), "num_eval_images": int(len(test["image"])),
               "mixing_batch_size": batch_size},
