@@ -30,6 +30,7 @@ demo: install
 test: install-test
 	$(PY) -m pytest -q -n 2 --durations=15 tests
 
+# Speed benchmarks (bench/README.md); the research harnesses are in docs/experiments/harnesses/.
 bench: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/input_pipeline.py --data_dir=$(DATA_DIR)
@@ -40,7 +41,8 @@ bench: install
 
 # The learning targets (docs/training.md): the demo for 3 seeds (~35 min).
 bench-learning: install
-	$(PY) bench/learning.py --flagfile=configs/scenes.flags --seeds=3 --data_dir=$(DATA_DIR) \
+	$(PY) docs/experiments/harnesses/learning.py --flagfile=configs/scenes.flags --seeds=3 \
+	    --data_dir=$(DATA_DIR) \
 	    --study_dir=bench/results/learning
 
 # The objective study (docs/experiments/2026-12-03-autoencoder-baseline.md): the demo's schedule,

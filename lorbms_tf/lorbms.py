@@ -38,44 +38,72 @@ DECODER_BATCHES = ("joint", "separate")
 
 @dataclasses.dataclass(frozen=True)
 class LorbmsConfig:
-  """Training-objective settings (sizes live in ModelConfig)."""
-  rec_weight: float = 0.904
-  rec_distance: str = "l1"  # losses.REC_DISTANCES; the thesis: l1
-  adv_weight: float = 0.052
-  cls_weight: float = 0.044
+  """Training-objective settings (sizes live in ModelConfig). A field with help metadata is a
+  flag of ``lorbms_tf.train`` (lorbms_tf/config_flags.py)."""
+  rec_weight: float = dataclasses.field(default=0.904, metadata={
+      "help": "Weight of L_rec in L_G (0 = ablation)."})
+  rec_distance: str = dataclasses.field(default="l1", metadata={  # the thesis: l1
+      "choices": losses.REC_DISTANCES,
+      "help": "Per-pixel distance of L_rec: l1 (the thesis) or l2 (ours: mean squared error)."})
+  adv_weight: float = dataclasses.field(default=0.052, metadata={
+      "help": "Weight of L_adv in L_G (0 = ablation)."})
+  cls_weight: float = dataclasses.field(default=0.044, metadata={
+      "help": "Weight of L_cls in L_G (0 = ablation)."})
   # Ours (False = the thesis's fixed weight): adv_weight is then the ratio of the adversarial
   # term's gradient norm to the reconstruction term's, both at the decoder's output layer, and
   # the weight follows it every step (Esser et al. 2021's adaptive weight). A fixed weight
   # lets a discriminator that wins early drown reconstruction (see README, what makes it learn).
-  adaptive_adv_weight: bool = False
+  adaptive_adv_weight: bool = dataclasses.field(default=False, metadata={
+      "help": "Ours: adv_weight is the ratio of the adversarial to the reconstruction gradient "
+              "norm at the decoder's output layer, kept every step (thesis: off)."})
   # Ours (0 = off, as the thesis): ramp adv_weight linearly from 0 over this many iterations.
   # Measured on lorbms_scenes: the GAN term stalls early reconstruction (see README).
-  adv_warmup_steps: int = 0
-  generator_steps: int = 1  # G updates per iteration; the thesis used 2
-  partner_k: int = 1  # neighbour rank r is drawn from 0..k-1 per sample
+  adv_warmup_steps: int = dataclasses.field(default=0, metadata={
+      "help": "Ours: ramp adv_weight linearly from 0 over N iterations (0 = off, thesis)."})
+  generator_steps: int = dataclasses.field(default=1, metadata={  # the thesis used 2
+      "help": "G updates per iteration (thesis: 2)."})
+  partner_k: int = dataclasses.field(default=1, metadata={  # drawn per sample
+      "help": "Neighbour rank r is drawn from 0..k-1."})
   # Constraint 3: replace other quadrants only below this quantile of the candidate distances
   # (per batch), or below a fixed `threshold` when one is given (e.g. from the neighbour table).
-  threshold_quantile: float = 0.5
-  threshold: float | None = None
-  generator_losses: str = "lorbms"  # GENERATOR_LOSSES
-  cycle_weight: float = 1.0  # the cycle term's share of w_rec (thesis: 1)
-  cycle_gradient: str = "full"  # CYCLE_GRADIENTS (thesis: full)
-  decoder_batches: str = "joint"  # DECODER_BATCHES
+  threshold_quantile: float = dataclasses.field(default=0.5, metadata={
+      "help": "Constraint 3 threshold quantile."})
+  threshold: float | None = None  # not a flag
+  generator_losses: str = dataclasses.field(default="lorbms", metadata={
+      "choices": GENERATOR_LOSSES,
+      "help": "Terms that reach the encoder and decoder: lorbms (all, the thesis), autoencoder "
+              "(d(I_ref, I_hat) only), autoencoder_cycle (+ the cycle). D and C are trained "
+              "either way."})
+  cycle_weight: float = dataclasses.field(default=1.0, metadata={
+      "help": "The cycle term's share of rec_weight (thesis: 1)."})
+  cycle_gradient: str = dataclasses.field(default="full", metadata={
+      "choices": CYCLE_GRADIENTS,
+      "help": "full: the cycle's gradient runs back through I_mix (thesis); stop_mixed: not."})
+  decoder_batches: str = dataclasses.field(default="joint", metadata={
+      "choices": DECODER_BATCHES,
+      "help": "joint: I_mix and I_hat in one decoder call (shared batch-norm statistics); "
+              "separate: one call each."})
   # Ours (0 = off, as the thesis): w_rec * this * d(I_mix, collage), the collage being quadrant
   # i of donor image i where replaced, of I_ref where kept (mixing.quadrant_collage): a pixel
   # target for the mixed scene that holds under the 4-object assumption.
-  collage_weight: float = 0.0
+  collage_weight: float = dataclasses.field(default=0.0, metadata={
+      "help": "Ours: weight (x rec_weight) of d(I_mix, quadrant collage of donors and "
+              "reference); 0 = off (thesis)."})
   # Ours (0 = off, as the thesis): w_rec * this * the latent cycle, |Enc(I_mix) - Z_mix| over all
   # four chunks relative to mean |Z_mix| (Z_mix held constant). Its gradient trains the decoder
   # only: render each chunk, the donor's included, so that the encoder reads it back. The
   # thesis's cycle checks only the kept quadrants and discards the transferred ones.
-  latent_weight: float = 0.0
+  latent_weight: float = dataclasses.field(default=0.0, metadata={
+      "help": "Ours: weight (x rec_weight) of the latent cycle |Enc(I_mix) - Z_mix| "
+              "(relative), trained into the decoder only; 0 = off (thesis)."})
   # Ours (0 = off, as the thesis): Gaussian noise of this standard deviation added to I_mix
   # before the cycle re-encodes it (training only). A cycle through the encoder lets the
   # decoder hide what the second pass needs in faint patterns of I_mix (steganography, Chu et
   # al. 2017); noise closes that channel, so the cycle can only use what I_mix visibly shows.
-  cycle_noise: float = 0.0
-  seed: int = 0
+  cycle_noise: float = dataclasses.field(default=0.0, metadata={
+      "help": "Ours: std of Gaussian noise on I_mix before the cycle re-encodes it (closes "
+              "hidden channels); 0 = off (thesis)."})
+  seed: int = 0  # the command line sets it from the training's --seed
 
   def __post_init__(self):
     for name, allowed in (("generator_losses", GENERATOR_LOSSES),

@@ -30,20 +30,20 @@ from lorbms_tf.eval import scenes_eval
 
 RESULT_FILE = "result.json"
 # The thesis's ablation study (drop one of L_rec, L_adv, L_cls; METHOD.md), the cycle, and the
-# autoencoder baselines.
-BUILTIN_VARIANTS = {
-    "full": (),
-    "no_rec": ("--rec_weight=0",),
-    "no_adv": ("--adv_weight=0",),
-    "no_cls": ("--cls_weight=0",),
-    "no_cycle": ("--cycle_weight=0",),
+# autoencoder baselines: name -> {training flag: value} (variant_flags renders them).
+BUILTIN_VARIANTS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "no_rec": {"rec_weight": 0},
+    "no_adv": {"adv_weight": 0},
+    "no_cls": {"cls_weight": 0},
+    "no_cycle": {"cycle_weight": 0},
     # The baselines every LORBMS row must beat: the same networks and pass, G trained on
     # d(I_ref, I_hat) alone (D and C still trained beside it) / plus the cycle term.
-    "autoencoder": ("--generator_losses=autoencoder",),
-    "autoencoder_cycle": ("--generator_losses=autoencoder_cycle",),
+    "autoencoder": {"generator_losses": "autoencoder"},
+    "autoencoder_cycle": {"generator_losses": "autoencoder_cycle"},
     # The objective that beats the autoencoder at the demo's budget (docs/experiments/
     # 2026-12-03-autoencoder-baseline.md): no cycle term, twice the thesis's adversarial weight.
-    "no_cycle_adv2": ("--cycle_weight=0", "--adv_weight=0.104"),
+    "no_cycle_adv2": {"cycle_weight": 0, "adv_weight": 0.104},
 }
 # The baseline every variant is checked against, seed by seed (lorbms_tf.targets), and the
 # baseline row whose shape probe the demo's targets are relative to.
@@ -60,6 +60,22 @@ class Variant:
   flags: tuple[str, ...] = ()
 
 
+def _flag_value(value: Any) -> str:
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  if isinstance(value, (tuple, list)):
+    return ",".join(_flag_value(v) for v in value)
+  if value is None:
+    raise ValueError("a variant's flag value cannot be None")
+  return str(value)
+
+
+def variant_flags(values: Mapping[str, Any]) -> tuple[str, ...]:
+  """{flag name: value} -> ("--name=value", ...), in the mapping's order: what a variant adds
+  to the training's command line (bools as true/false, sequences comma-separated)."""
+  return tuple(f"--{name}={_flag_value(value)}" for name, value in values.items())
+
+
 def parse_variant(text: str) -> Variant:
   """"NAME" (a built-in) or "NAME=--flag=v --other=w" (a custom set of training flags)."""
   name, sep, rest = text.partition("=")
@@ -70,7 +86,7 @@ def parse_variant(text: str) -> Variant:
     if name not in BUILTIN_VARIANTS:
       raise ValueError(f"unknown variant {name!r}: built-ins are {sorted(BUILTIN_VARIANTS)}; "
                        f"define others as NAME=--flag=value ...")
-    return Variant(name, BUILTIN_VARIANTS[name])
+    return Variant(name, variant_flags(BUILTIN_VARIANTS[name]))
   flags = tuple(shlex.split(rest))
   bad = [f for f in flags if not f.startswith("--")]
   if bad:

@@ -1,6 +1,6 @@
 """The learning targets, as data: thresholds a run (or a run beside a baseline) must meet.
 
-One place for each threshold; ``bench/learning.py`` checks the demo and long-run targets, the
+One place for each threshold; ``docs/experiments/harnesses/learning.py`` checks the demo and long-run targets, the
 study runner (``lorbms_tf.study``) checks every variant against the autoencoder of the same seed.
 A target is ``name -> (value, threshold, higher is better)``; ``check`` turns it into verdicts
 with the margin (positive = met by that much, negative = missed by that much).

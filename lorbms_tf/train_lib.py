@@ -19,7 +19,9 @@ from lorbms_tf import checkpoints
 from lorbms_tf.data import quality, sources
 from lorbms_tf.eval.scenes_eval import ScenesEvalConfig
 from lorbms_tf.lorbms import LorbmsConfig, LorbmsModel
-from lorbms_tf.models import ModelConfig, get_preset
+from lorbms_tf.models import PRESETS, ModelConfig, get_preset
+from lorbms_tf.models.layers import NORMS
+from lorbms_tf.models.presets import DECODER_PROJECTIONS
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # ModelConfig fields a run may set over its preset (None = the preset's value).
@@ -39,56 +41,124 @@ RESUME_FIELDS = ("dataset", "batch_size", "partners", "neighbour_table", "seed",
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Everything a run needs. Defaults are the small, fast values (configs/*.flags set presets)."""
-  workdir: str
-  dataset: str = "scenes"
-  data_dir: str | None = None
-  preset: str = "small"
-  encoder_norm: str | None = None
-  decoder_norm: str | None = None
-  decoder_spectral_norm: bool | None = None
-  decoder_projection: int | None = None
-  discriminator_spectral_norm: bool | None = None
-  batch_size: int = 32
-  total_steps: int = 600
-  checkpoint_every: int = 200  # also the Keras "epoch" length: metrics are means over it
-  keep_checkpoints: int = 3
-  log_every: int = 50
-  image_every: int = 200
-  steps_per_execution: int = 1
-  profile_steps: tuple[int, int] | None = None
-  max_train_seconds: float | None = None
-  g_learning_rate: float = 2e-4
-  d_learning_rate: float = 4e-4
-  c_learning_rate: float = 2e-4
-  c_decay_steps: int = 20000
-  c_decay_rate: float = 0.9
+  """Everything a run needs. Defaults are the small, fast values (configs/*.flags set presets).
+
+  Every field with help metadata is a flag of ``lorbms_tf.train`` of the field's name, type and
+  default (lorbms_tf/config_flags.py): an option is one field here (or in LorbmsConfig)."""
+  workdir: str = dataclasses.field(metadata={
+      "help": "Run directory: checkpoints, TensorBoard logs, grids. Resumes if present."})
+  dataset: str = dataclasses.field(default="scenes", metadata={
+      "help": "coco | stl10 | celeb_a | scenes | folder:PATH | tfrecord:GLOB"})
+  data_dir: str | None = dataclasses.field(default=None, metadata={
+      "help": "tensorflow_datasets data dir (default: tfds's own)"})
+  preset: str = dataclasses.field(default="small", metadata={
+      "choices": tuple(sorted(PRESETS)), "help": "Network sizes: coco = the thesis's original."})
+  # MODEL_OVERRIDES: None (on the command line "preset") = the preset's value.
+  encoder_norm: str | None = dataclasses.field(default=None, metadata={
+      "choices": NORMS, "help": "Encoder normalisation over the preset's (thesis: instance)."})
+  decoder_norm: str | None = dataclasses.field(default=None, metadata={
+      "choices": NORMS, "help": "Decoder normalisation over the preset's (thesis: none)."})
+  decoder_spectral_norm: bool | None = dataclasses.field(default=None, metadata={
+      "none_as": "preset", "help": "Spectral norm on the decoder's convs (thesis: true)."})
+  decoder_projection: int | None = dataclasses.field(default=None, metadata={
+      "none_as": "preset", "choices": DECODER_PROJECTIONS,
+      "help": "Each chunk -> a p x p map of its quadrant by one shared dense layer, in place of "
+              "the decoder's first log2(p) upsampling convs (thesis: 0, none)."})
+  discriminator_spectral_norm: bool | None = dataclasses.field(default=None, metadata={
+      "none_as": "preset",
+      "help": "Spectral norm on the discriminator's convs 2-4 (thesis: true)."})
+  batch_size: int = dataclasses.field(default=32, metadata={
+      "help": "Global batch size (split across replicas)."})
+  total_steps: int = dataclasses.field(default=600, metadata={
+      "help": "Training iterations in all."})
+  # also the Keras "epoch" length: metrics are means over it
+  checkpoint_every: int = dataclasses.field(default=200, metadata={
+      "help": "Iterations between checkpoints."})
+  keep_checkpoints: int = dataclasses.field(default=3, metadata={"help": "Checkpoints kept."})
+  log_every: int = dataclasses.field(default=50, metadata={
+      "help": "Iterations between log lines / TensorBoard scalars."})
+  image_every: int = dataclasses.field(default=200, metadata={
+      "help": "Iterations between image grids."})
+  steps_per_execution: int = dataclasses.field(default=1, metadata={
+      "help": "Iterations per tf.function call."})
+  profile_steps: tuple[int, int] | None = dataclasses.field(default=None, metadata={
+      "help": "A,B: profiler trace of iterations [A, B) into WORKDIR/tb."})
+  max_train_seconds: float | None = dataclasses.field(default=None, metadata={
+      "help": "Stop (and checkpoint) after this wall-clock budget."})
+  g_learning_rate: float = dataclasses.field(default=2e-4, metadata={
+      "help": "Adam rate of encoder + decoder."})
+  d_learning_rate: float = dataclasses.field(default=4e-4, metadata={
+      "help": "Adam rate of the discriminator."})
+  c_learning_rate: float = dataclasses.field(default=2e-4, metadata={
+      "help": "Adam rate of the classifier (decayed)."})
+  c_decay_steps: int = dataclasses.field(default=20000, metadata={
+      "help": "Classifier rate x c_decay_rate every N steps."})
+  c_decay_rate: float = dataclasses.field(default=0.9, metadata={
+      "help": "Classifier rate decay factor."})
   # Ours (0 = constant rates, the thesis): G and D rates fall linearly to 0 over the last N
   # iterations, so a short run ends on settled weights instead of mid-oscillation.
-  lr_decay_steps: int = 0
-  beta_1: float = 0.5
-  objective: LorbmsConfig = LorbmsConfig()
-  partners: str = "batch"
-  neighbour_table: str | None = None
-  strategy: str = "default"
-  jit_compile: bool | None = None  # None = auto: on for GPU, off for CPU (slower there)
+  lr_decay_steps: int = dataclasses.field(default=0, metadata={
+      "help": "Ours: G and D rates fall linearly to 0 over the last N iterations "
+              "(0 = constant, the thesis)."})
+  beta_1: float = dataclasses.field(default=0.5, metadata={
+      "help": "Adam beta_1 of all three optimizers."})
+  # Its fields with help are flags of their own names; its seed is --seed.
+  objective: LorbmsConfig = dataclasses.field(default=LorbmsConfig(), metadata={
+      "flags": {"seed": "seed"}})
+  partners: str = dataclasses.field(default="batch", metadata={
+      "choices": PARTNERS,
+      "help": "batch: nearest chunks within the batch; index: the similarity component's table."})
+  neighbour_table: str | None = dataclasses.field(default=None, metadata={
+      "help": "Neighbour table dir for --partners=index."})
+  strategy: str = dataclasses.field(default="default", metadata={
+      "choices": STRATEGIES, "help": "tf.distribute strategy (multi_worker reads TF_CONFIG)."})
+  # None = auto: on for GPU, off for CPU (slower there)
+  jit_compile: bool | None = dataclasses.field(default=None, metadata={
+      "none_as": "auto", "help": "XLA (auto: GPU only)."})
   # Keras dtype policy: "float32", "mixed_float16" or "mixed_bfloat16"; None = auto:
   # mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bf16 (AMX or AVX512-BF16:
   # measured 1.9x the float32 step here), else float32.
-  precision: str | None = None
-  flip: bool = True
-  seed: int = 0
-  deterministic: bool = False  # tf.config.experimental.enable_op_determinism()
-  eval_every: int = 0  # light evaluation (lorbms_scenes only) every N iterations; 0 = off
+  precision: str | None = dataclasses.field(default=None, metadata={
+      "none_as": "auto", "choices": PRECISIONS,
+      "help": "Keras dtype policy (auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with "
+              "native bf16, else float32)."})
+  flip: bool = dataclasses.field(default=True, metadata={
+      "help": "Random horizontal flips (batch partners only)."})
+  seed: int = dataclasses.field(default=0, metadata={
+      "help": "Seed of initial weights, data order, crops and mixing draws."})
+  # tf.config.experimental.enable_op_determinism()
+  deterministic: bool = dataclasses.field(default=False, metadata={
+      "help": "Deterministic ops: same flags and seed give the same losses (CPU)."})
+  # light evaluation (lorbms_scenes only) every N iterations; 0 = off
+  eval_every: int = dataclasses.field(default=0, metadata={
+      "help": "Light evaluation (lorbms_scenes: I_hat L1, shape/colour probes, fidelity, scenes "
+              "FID) every N iterations and at the end; 0 = off."})
   # The lorbms_scenes config the light evaluation reads (None = the training dataset): lets a
   # run that trains on exported scenes (the pipeline's TFRecord examples) still evaluate.
-  eval_dataset: str | None = None
-  eval_config: ScenesEvalConfig = ScenesEvalConfig()
+  eval_dataset: str | None = dataclasses.field(default=None, metadata={
+      "help": "lorbms_scenes config of --eval_every (default: --dataset)."})
+  eval_config: ScenesEvalConfig = dataclasses.field(default=ScenesEvalConfig(), metadata={
+      "flags": {
+          "num_test": ("eval_test_scenes", "Test scenes of --eval_every."),
+          "num_probe_train": ("eval_probe_scenes",
+                              "Training scenes the --eval_every probes learn from."),
+          "classifier.train_scenes": (
+              "eval_classifier_scenes",
+              "Scenes the --eval_every domain classifier (fidelity, scenes FID) trains on."),
+          "classifier.epochs": ("eval_classifier_epochs",
+                                "Its epochs (it is trained once and cached)."),
+      }})
   # Stop when more than this share of the source's files are bad (unreadable, truncated...).
-  max_skipped_fraction: float = quality.DEFAULT_MAX_SKIPPED_FRACTION
+  max_skipped_fraction: float = dataclasses.field(
+      default=quality.DEFAULT_MAX_SKIPPED_FRACTION, metadata={
+          "help": "Stop when more than this share of the source's files are bad (unreadable, "
+                  "truncated, undecodable, too small or too large); each is named once in the "
+                  "log."})
   # A resume whose data or RESUME_FIELDS differ from the work dir's run is refused unless this
   # is set; it is then recorded in config.json ("resume_changes").
-  allow_resume_changes: bool = False
+  allow_resume_changes: bool = dataclasses.field(default=False, metadata={
+      "help": "Resume a work dir's run even when the data, objective, batch, partners or rates "
+              "differ (recorded in config.json); by default that is refused."})
 
   def __post_init__(self):
     self.model_config()  # a clear error for an unknown preset or a bad override

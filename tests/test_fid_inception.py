@@ -120,8 +120,8 @@ def test_keras_network_gives_2048_pool_features(archive):
 
 def test_converted_model_matches_torch_features(saved_model):
   if not os.path.exists(REFERENCE_FEATURES):
-    pytest.skip(f"no {REFERENCE_FEATURES}: bench/fid_inception_check.py --write_fixture "
-                "(needs torch) makes it")
+    pytest.skip(f"no {REFERENCE_FEATURES}: docs/experiments/harnesses/fid_inception_check.py "
+                "--write_fixture (needs torch) makes it")
   images = np.load(REFERENCE_IMAGES)
   reference = np.load(REFERENCE_FEATURES)
   model = tf.saved_model.load(saved_model)

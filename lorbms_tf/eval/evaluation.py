@@ -40,30 +40,72 @@ TRANSFER_MASKS = ("1000", "0100", "0010", "0001", "1001", "0111")
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-  """Everything an evaluation needs; defaults are the small, fast values."""
-  workdir: str
-  checkpoint: str | None = None          # a checkpoint prefix; default: the latest
-  out_dir: str | None = None             # default WORKDIR/eval
-  dataset: str | None = None             # default: the run's training dataset
-  data_dir: str | None = None            # default: the run's
-  split: str = "test"
-  num_eval_images: int = 1000
-  batch_size: int | None = None          # mixing batch (partners come from it); default: run's
-  fid_model: str | None = None
-  scene_classifier: image_metrics.SceneClassifierConfig = image_metrics.SceneClassifierConfig()
-  scene_classifier_cache: bool = True    # keep it in OUT_DIR for the next evaluation
-  supervised_steps: int = 600            # supervised-ceiling probe row (0 = off)
-  probe: linear_probe.ProbeConfig = linear_probe.ProbeConfig(epochs=30)
-  probe_train_images: int = 2000
-  stl10: bool = False
-  stl10_folds: int = 10
-  stl10_augment: bool = False
-  stl10_fine_tune: bool = False
-  stl10_test_limit: int | None = None
-  over_checkpoints: bool = True
-  checkpoint_images: int = 500
-  grid_examples: int = 8
-  seed: int = 0
+  """Everything an evaluation needs; defaults are the small, fast values.
+
+  Every field with help metadata is a flag of ``lorbms_tf.evaluate`` of the field's name, type
+  and default (lorbms_tf/config_flags.py); ``flags`` metadata names those of the sub-configs."""
+  workdir: str = dataclasses.field(metadata={
+      "help": "Training run directory (config.json, checkpoints/, tb/)."})
+  checkpoint: str | None = dataclasses.field(default=None, metadata={  # default: the latest
+      "help": "Checkpoint prefix to evaluate (default: the latest)."})
+  out_dir: str | None = dataclasses.field(default=None, metadata={  # default WORKDIR/eval
+      "help": "Where the report goes (default WORKDIR/eval)."})
+  dataset: str | None = dataclasses.field(default=None, metadata={  # default: the run's
+      "help": "Evaluation dataset (default: the run's)."})
+  data_dir: str | None = dataclasses.field(default=None, metadata={  # default: the run's
+      "help": "tensorflow_datasets data dir (default: the run's)."})
+  split: str = dataclasses.field(default="test", metadata={
+      "help": "Split of the evaluation images."})
+  num_eval_images: int = dataclasses.field(default=1000, metadata={
+      "help": "Test images (one I_mix each)."})
+  # mixing batch (partners come from it); default: run's
+  batch_size: int | None = dataclasses.field(default=None, metadata={
+      "help": "Mixing batch: partners come from it (default: run's)."})
+  fid_model: str | None = dataclasses.field(default=None, metadata={
+      "none_as": "",
+      "help": "Local SavedModel with the TF-Hub tfgan/eval/inception/1 interface, or 'builtin' "
+              "(standard FID pool_3 converted from PyPI: FID/KID, no IS); empty: no Inception "
+              "FID (scenes get the labelled 'scenes FID')."})
+  scene_classifier: image_metrics.SceneClassifierConfig = dataclasses.field(
+      default=image_metrics.SceneClassifierConfig(), metadata={"flags": {
+          "train_scenes": ("scene_classifier_scenes",
+                           "Ground-truth scenes the scenes-FID / quadrant classifier trains on."),
+          "epochs": ("scene_classifier_epochs", "Its training epochs."),
+      }})
+  # keep it in OUT_DIR for the next evaluation
+  scene_classifier_cache: bool = dataclasses.field(default=True, metadata={
+      "help": "Keep the trained classifier in OUT_DIR and reuse it."})
+  # supervised-ceiling probe row (0 = off)
+  supervised_steps: int = dataclasses.field(default=600, metadata={
+      "help": "Steps of the supervised-ceiling encoder (trained on the quadrant labels, then "
+              "probed like the others); 0 = no such row."})
+  probe: linear_probe.ProbeConfig = dataclasses.field(
+      default=linear_probe.ProbeConfig(epochs=30), metadata={"flags": {
+          "epochs": ("probe_epochs", "Linear-probe epochs (protocol: 200)."),
+          "batch_size": ("probe_batch_size", "Linear-probe batch (protocol: 128)."),
+          "learning_rate": ("probe_learning_rate", "Probe Adam rate (1e-3)."),
+          "seed": "seed",
+      }})
+  probe_train_images: int = dataclasses.field(default=2000, metadata={
+      "help": "Training images of the lorbms_scenes probes."})
+  stl10: bool = dataclasses.field(default=False, metadata={
+      "help": "Run the STL-10 linear-probe protocol (needs stl10 prepared in --data_dir)."})
+  stl10_folds: int = dataclasses.field(default=10, metadata={
+      "help": "STL-10 folds to train (protocol: 10)."})
+  stl10_augment: bool = dataclasses.field(default=False, metadata={
+      "help": "Protocol augmentation (random-area crops, flips) every epoch; slower."})
+  stl10_fine_tune: bool = dataclasses.field(default=False, metadata={
+      "help": "Add the fine-tuned encoder row."})
+  stl10_test_limit: int | None = dataclasses.field(default=None, metadata={
+      "help": "Cap on STL-10 test images (protocol: all 8,000)."})
+  over_checkpoints: bool = dataclasses.field(default=True, metadata={
+      "help": "Also evaluate every kept checkpoint (cheap subset) for the plots."})
+  checkpoint_images: int = dataclasses.field(default=500, metadata={
+      "help": "Test images per checkpoint in the over-training plots."})
+  grid_examples: int = dataclasses.field(default=8, metadata={
+      "help": "Rows of the mixed-scenes grid."})
+  seed: int = dataclasses.field(default=0, metadata={
+      "help": "Seed of the random baselines and probes."})
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,26 +35,64 @@ STUDENT_WEIGHTS_FILE = "transfer_net.weights.h5"
 
 @dataclasses.dataclass(frozen=True)
 class TransferConfig:
-  """Everything one transfer experiment needs; the defaults are the small, CPU-sized ones."""
-  workdir: str
-  features: str = "encoder"              # the teacher: features_lib.TEACHERS
-  clusters: int = 2000                   # K (the thesis: 2,000)
-  output: str | None = None              # default WORKDIR/transfer
-  dataset: str | None = None             # default: the run's training dataset
-  data_dir: str | None = None            # default: the run's
-  split: str | None = None               # default: the dataset's training split
-  num_images: int | None = None          # cap on the images clustered and learned from
-  kmeans_iterations: int = 20
-  kmeans_init: str = "kmeans++"
-  kmeans_normalize: bool = True
-  student: student_lib.StudentConfig = student_lib.StudentConfig()
-  probe: linear_probe.ProbeConfig = linear_probe.ProbeConfig(epochs=30)
-  probe_train_images: int = 2000         # lorbms_scenes probes: training scenes
-  num_test: int = 1000                   # lorbms_scenes probes: test scenes
-  stl10: bool | None = None              # None: when the dataset is STL-10
-  stl10_folds: int = 10
-  stl10_test_limit: int | None = None
-  seed: int = 0
+  """Everything one transfer experiment needs; the defaults are the small, CPU-sized ones.
+
+  Every field with help metadata is a flag of ``lorbms_tf.transfer`` of the field's name, type
+  and default (lorbms_tf/config_flags.py); ``flags`` metadata names those of the sub-configs."""
+  workdir: str = dataclasses.field(metadata={
+      "help": "Training run directory (config.json, checkpoints/)."})
+  features: str = dataclasses.field(default="encoder", metadata={  # the teacher
+      "choices": features_lib.TEACHERS,
+      "help": "The teacher: the encoder's chunks or the discriminator's layer before its "
+              "logits."})
+  clusters: int = dataclasses.field(default=2000, metadata={  # K (the thesis: 2,000)
+      "help": "K: k-means clusters = pseudo classes (thesis: 2,000)."})
+  output: str | None = dataclasses.field(default=None, metadata={  # default WORKDIR/transfer
+      "help": "Where the results go (default WORKDIR/transfer)."})
+  # default: the run's training dataset
+  dataset: str | None = dataclasses.field(default=None, metadata={
+      "help": "Images to cluster and learn from, and the probes' data (default: the run's "
+              "training dataset)."})
+  data_dir: str | None = dataclasses.field(default=None, metadata={  # default: the run's
+      "help": "tensorflow_datasets data dir (default: the run's)."})
+  # default: the dataset's training split
+  split: str | None = dataclasses.field(default=None, metadata={
+      "help": "Split of those images (default: the dataset's training split)."})
+  # cap on the images clustered and learned from
+  num_images: int | None = dataclasses.field(default=None, metadata={
+      "help": "Use only the first N images (default: all)."})
+  kmeans_iterations: int = dataclasses.field(default=20, metadata={
+      "help": "k-means (Lloyd) iterations."})
+  kmeans_init: str = dataclasses.field(default="kmeans++", metadata={
+      "choices": pseudo_labels.INIT_METHODS, "help": "Centroid initialisation."})
+  kmeans_normalize: bool = dataclasses.field(default=True, metadata={
+      "help": "L2-normalise the feature rows before k-means."})
+  student: student_lib.StudentConfig = dataclasses.field(
+      default=student_lib.StudentConfig(), metadata={"flags": {
+          "steps": ("transfer_steps", "Training steps of the transfer net."),
+          "batch_size": ("transfer_batch_size", "Its batch size."),
+          "learning_rate": ("transfer_learning_rate", "Its Adam rate."),
+          "seed": "seed",
+      }})
+  probe: linear_probe.ProbeConfig = dataclasses.field(
+      default=linear_probe.ProbeConfig(epochs=30), metadata={"flags": {
+          "epochs": ("probe_epochs", "Linear-probe epochs (protocol: 200)."),
+          "seed": "seed",
+      }})
+  # lorbms_scenes probes: training scenes
+  probe_train_images: int = dataclasses.field(default=2000, metadata={
+      "help": "Training scenes of the lorbms_scenes probes."})
+  num_test: int = dataclasses.field(default=1000, metadata={  # lorbms_scenes probes: test scenes
+      "help": "Test scenes of the lorbms_scenes probes."})
+  stl10: bool | None = dataclasses.field(default=None, metadata={  # None: when it is STL-10
+      "help": "Run the STL-10 probe protocol (default: when --dataset is stl10; needs stl10 "
+              "prepared in --data_dir)."})
+  stl10_folds: int = dataclasses.field(default=10, metadata={
+      "help": "STL-10 folds (protocol: 10)."})
+  stl10_test_limit: int | None = dataclasses.field(default=None, metadata={
+      "help": "Cap on STL-10 test images (protocol: all 8,000)."})
+  seed: int = dataclasses.field(default=0, metadata={
+      "help": "Seed of k-means, the transfer net and the probes."})
 
   def validate(self) -> None:
     """The checks that need no data, so a bad flag fails before minutes of work."""

@@ -14,7 +14,7 @@ scenes' domain classifier on it, per quadrant (what the fidelity metric judges).
 decoder rendered whatever shape its code holds, the supervised arm would render shapes well
 above the random arm. Writes raw numbers to ``--out`` (JSON).
 
-    python bench/decoder_only.py --steps=750        # ~10 minutes on 2 cores
+    python docs/experiments/harnesses/decoder_only.py --steps=750        # ~10 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository root: this file is in docs/experiments/harnesses/.
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 sys.path.insert(0, REPO)
 
 import keras  # noqa: E402
@@ -39,7 +40,7 @@ from lorbms_tf.eval import linear_probe, scenes_eval, supervised  # noqa: E402
 from lorbms_tf.eval.image_metrics import SceneClassifierConfig  # noqa: E402
 from lorbms_tf.models import build_decoder, build_encoder, get_preset  # noqa: E402
 
-# The demo's networks when this bench and bench/reconstruction_distance.py were measured; the
+# The demo's networks when this harness and reconstruction_distance.py were measured; the
 # demo has since added --decoder_projection=8 (kept out here so the reference JSONs reproduce).
 DEMO_NETWORKS = dict(encoder_norm="none", decoder_norm="batch", decoder_spectral_norm=False)
 

@@ -1,11 +1,13 @@
-"""The autoencoder screen's arms (bench/reconstruction_distance.py): names and flag errors."""
+"""The autoencoder screen's arms (docs/experiments/harnesses/reconstruction_distance.py): names
+and flag errors."""
 
 import os
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "docs", "experiments", "harnesses"))
 import reconstruction_distance as screen  # noqa: E402
 
 

