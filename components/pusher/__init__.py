@@ -81,9 +81,13 @@ def run(inputs: PusherInputs, output_dir: str) -> PusherOutputs:
       shutil.rmtree(staging)
     source = export_source(inputs.model, evaluated)
     from lorbms_tf import checkpoints  # pylint: disable=import-outside-toplevel
-    prefix = checkpoints.resolve(source)[1]
+    try:
+      prefix = checkpoints.resolve(source)[1]
+    except FileNotFoundError:  # the export below names what is missing
+      prefix = None
     record["exported_checkpoint"] = prefix
-    already = export.version_of(inputs.push_destination, export.checkpoint_identity(prefix))
+    already = prefix and export.version_of(inputs.push_destination,
+                                           export.checkpoint_identity(prefix))
   if blessed and already is not None:
     pushed, version = True, already
     path = os.path.join(os.path.abspath(inputs.push_destination), str(version))
