@@ -6,8 +6,8 @@ takes its type and default, so a new option is one field:
     rec_weight: float = dataclasses.field(default=0.904, metadata={"help": "Weight of L_rec."})
 
     TRAIN_FLAGS = config_flags.ConfigFlags(TrainConfig)
-    TRAIN_FLAGS.define()                    # on absl's FLAGS, or a flags.FlagValues()
-    config = TRAIN_FLAGS.config()           # after the flags are parsed
+    TRAIN_FLAGS.define(flag_values)         # the CLI passes absl's; tests a fresh FlagValues()
+    config = TRAIN_FLAGS.config(flag_values)  # after the flags are parsed
 
 Metadata keys (only "help" is needed):
 
@@ -227,18 +227,18 @@ class ConfigFlags:
   def names(self) -> tuple[str, ...]:
     return tuple(self.fields)
 
-  def define(self, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  def define(self, flag_values: flags.FlagValues) -> None:
     for field in self.fields.values():
       field.define(flag_values)
 
-  def values(self, flag_values: flags.FlagValues = flags.FLAGS) -> dict[tuple[str, ...], Any]:
+  def values(self, flag_values: flags.FlagValues) -> dict[tuple[str, ...], Any]:
     """{field path: value} of every field a flag sets (ValueError for a bad value)."""
     values = {f.path: f.value(flag_values[f.name].value) for f in self.fields.values()}
     for path, name in self.shared.items():
       values[path] = values[self.fields[name].path]
     return values
 
-  def config(self, flag_values: flags.FlagValues = flags.FLAGS) -> Any:
+  def config(self, flag_values: flags.FlagValues) -> Any:
     """The config of the parsed flags: the defaults of the fields no flag sets."""
     return _build(self.config_class, None, (), self.values(flag_values))
 

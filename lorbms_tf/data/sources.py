@@ -472,7 +472,7 @@ def load_source(spec: str | DatasetSpec, split: str | None = None, data_dir: str
     ds, size, names, features = _tfrecord_source(spec.location, input_context, shuffle_seed)
     accept = None
     if skip_counter is not None:  # records the parser would drop unseen: counted here
-      skip_counter.add_found(scan_tfrecords(sorted(tf.io.gfile.glob(spec.location)), features))
+      skip_counter.add_found(_scan_once(spec.location, features))
   else:
     ds, size, names = _tfds_source(spec, split or spec.train_split, data_dir, input_context,
                                    shuffle_seed)
@@ -622,6 +622,20 @@ def _tfrecord_source(pattern, input_context, shuffle_seed):
 
 
 _KINDS = {tf.string: "bytes_list", tf.int64: "int64_list", tf.float32: "float_list"}
+_SCANS: dict[str, list[tuple[str, str]]] = {}
+
+
+def _scan_once(pattern: str, features: dict[str, tf.io.FixedLenFeature]) -> list[tuple[str, str]]:
+  """scan_tfrecords, once per process for files unchanged (a run opens its source twice: the
+  preview batch and the training stream)."""
+  from lorbms_tf import identity  # pylint: disable=import-outside-toplevel
+  files = sorted(tf.io.gfile.glob(pattern))
+  local = not any("://" in f for f in files)
+  key = json.dumps([identity.files_identity(files) if local else files,
+                    sorted((k, str(v)) for k, v in features.items())])
+  if key not in _SCANS:
+    _SCANS[key] = scan_tfrecords(files, features)
+  return _SCANS[key]
 
 
 def scan_tfrecords(files: list[str], features: dict[str, tf.io.FixedLenFeature]
